@@ -1,0 +1,426 @@
+"""The ``hub`` command line: run the daemon, look up clients, operate dead letters and migrations."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from hub import __version__
+from hub.core.errors import HubError
+from hub.core.hub import ROLES, Hub
+from hub.core.logging import configure_logging
+from hub.core.plugins import PluginHost
+from hub.core.settings import Settings, load_settings, masked_dump
+from hub.core.store import current_revision, upgrade
+
+console = Console()
+
+
+class Context:
+    def __init__(self, config: Path | None, plugins: PluginHost) -> None:
+        self.config = config
+        self.plugins = plugins
+        self._settings: Settings | None = None
+        self._hub: Hub | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config)
+        return self._settings
+
+    def hub(self, *, prepare: bool = True) -> Hub:
+        if self._hub is None:
+            self._hub = Hub(self.settings, self.plugins)
+            if prepare:
+                self._hub.prepare()
+        return self._hub
+
+
+def get_hub(ctx: click.Context) -> Hub:
+    """The hub for a CLI command (plugins' commands call this too): settings loaded, schema migrated."""
+    return ctx.find_object(Context).hub()  # type: ignore[union-attr]
+
+
+def _env_plugins() -> PluginHost:
+    allow = os.environ.get("HUB_LOAD_PLUGINS")
+    autoload = os.environ.get("HUB_DISABLE_PLUGIN_AUTOLOAD", "").lower() not in ("1", "true", "yes")
+    modules = [m.strip() for m in os.environ.get("HUB_PLUGIN_MODULES", "").split(",") if m.strip()]
+    return PluginHost(
+        allow=[a.strip() for a in allow.split(",") if a.strip()] if allow else None, autoload=autoload, modules=modules
+    )
+
+
+def _emit(data: Any, as_json: bool) -> bool:
+    if as_json:
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    return as_json
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="crm-hub")
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(path_type=Path),
+    envvar="HUB_CONFIG",
+    help="TOML settings file (default: ./hub.toml if present).",
+)
+@click.pass_context
+def cli(ctx: click.Context, config: Path | None) -> None:
+    """crm-hub: one client record and one timeline across your CRM, telephony, email and Excel."""
+    plugins = ctx.obj if isinstance(ctx.obj, PluginHost) else _env_plugins()
+    ctx.obj = Context(config, plugins)
+    try:
+        settings = ctx.obj.settings
+    except HubError as exc:
+        raise click.ClickException(str(exc)) from exc
+    configure_logging(settings.log_level, settings.log_format)
+
+
+@cli.command()
+@click.option(
+    "--role",
+    type=click.Choice(ROLES),
+    default="all",
+    show_default=True,
+    help="all: everything in one process; web: HTTP; worker: relay, sinks, inbox; listener: sources.",
+)
+@click.option("--host", default=None, help="Bind address (default HUB_HTTP__HOST, 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default HUB_HTTP__PORT, 8080).")
+@click.pass_context
+def run(ctx: click.Context, role: str, host: str | None, port: int | None) -> None:
+    """Run the hub until SIGTERM or Ctrl-C, then drain in-flight work and exit."""
+    from hub.daemon import run as run_daemon
+
+    state: Context = ctx.obj
+    run_daemon(state.hub(prepare=False), role=role, host=host, port=port)
+
+
+# --- plugins ------------------------------------------------------------------------------------------------
+@cli.group()
+def plugins() -> None:
+    """Installed plugins."""
+
+
+@plugins.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def plugins_list(ctx: click.Context, as_json: bool) -> None:
+    """Name, version, hooks and health of every loaded plugin."""
+    hub = get_hub(ctx)
+    health = hub.health()["plugins"]
+    rows = [
+        {
+            "name": i.name,
+            "version": i.version,
+            "hooks": i.hooks,
+            "health": (health.get(i.name) or {"status": "ok" if not i.error else "down"}),
+            "error": i.error,
+        }
+        for i in hub.plugins.info.values()
+    ]
+    if _emit(rows, as_json):
+        return
+    table = Table("plugin", "version", "hooks", "health")
+    for r in rows:
+        status = r["health"].get("status", "ok")
+        detail = r["error"] or ", ".join(f"{k}={v}" for k, v in r["health"].items() if k != "status")
+        table.add_row(
+            r["name"], r["version"], ", ".join(h.removeprefix("hub_") for h in r["hooks"]), f"{status} {detail}".strip()
+        )
+    console.print(table if rows else "no plugins loaded")
+
+
+# --- clients ------------------------------------------------------------------------------------------------
+@cli.group()
+def clients() -> None:
+    """Look up and merge clients."""
+
+
+def _client_table(items: list[Any]) -> Table:
+    table = Table("id", "kind", "name", "phones", "emails", "refs")
+    for c in items:
+        table.add_row(
+            str(c.id),
+            c.kind,
+            c.name or "",
+            ", ".join(c.phones),
+            ", ".join(c.emails),
+            ", ".join(f"{r.system}:{r.entity}/{r.id}" for r in c.refs),
+        )
+    return table
+
+
+@clients.command("find")
+@click.option("--phone")
+@click.option("--email")
+@click.option("--name", "q", help="Text in the name, phones or emails (case-insensitive, Cyrillic too).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def clients_find(ctx: click.Context, phone: str | None, email: str | None, q: str | None, as_json: bool) -> None:
+    """Find clients by phone (any format), email or name."""
+    if not (phone or email or q):
+        raise click.UsageError("give --phone, --email or --name")
+    try:
+        found = get_hub(ctx).find_clients(phone=phone, email=email, q=q)
+    except HubError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not _emit([c.model_dump(mode="json") for c in found], as_json):
+        console.print(_client_table(found) if found else "no client found")
+
+
+@clients.command("show")
+@click.argument("client_id", type=int)
+@click.option("--limit", default=20, show_default=True, help="Timeline entries shown.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def clients_show(ctx: click.Context, client_id: int, limit: int, as_json: bool) -> None:
+    """One client with its timeline."""
+    hub = get_hub(ctx)
+    try:
+        client = hub.get_client(client_id)
+        items = hub.timeline(client_id, limit=limit)
+    except HubError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if _emit(
+        {"client": client.model_dump(mode="json"), "timeline": [i.model_dump(mode="json") for i in items]}, as_json
+    ):
+        return
+    console.print(_client_table([client]))
+    if client.merged_into:
+        console.print(f"merged into client {client.merged_into}")
+    table = Table("when", "kind", "channel", "what", "source")
+    for i in items:
+        f = i.fields
+        what = f.get("title") or f.get("subject") or f.get("summary") or f.get("status") or f.get("body") or ""
+        extra = f" ({f['direction']})" if f.get("direction") else ""
+        table.add_row(
+            i.occurred_at.strftime("%Y-%m-%d %H:%M"),
+            i.kind,
+            i.channel or "",
+            f"{what}{extra}"[:80],
+            f"{i.source.system}:{i.source.entity}/{i.source.id}",
+        )
+    console.print(table if items else "no timeline entries")
+
+
+@clients.command("merge")
+@click.argument("winner_id", type=int)
+@click.argument("loser_id", type=int)
+@click.pass_context
+def clients_merge(ctx: click.Context, winner_id: int, loser_id: int) -> None:
+    """Merge LOSER_ID into WINNER_ID (undo with 'hub clients unmerge MERGE_ID')."""
+    try:
+        merge_id = get_hub(ctx).merge(winner_id, loser_id, actor="cli")
+    except HubError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"merged client {loser_id} into {winner_id} (merge {merge_id}; undo: hub clients unmerge {merge_id})")
+
+
+@clients.command("unmerge")
+@click.argument("merge_id", type=int)
+@click.pass_context
+def clients_unmerge(ctx: click.Context, merge_id: int) -> None:
+    """Undo a merge."""
+    try:
+        get_hub(ctx).unmerge(merge_id)
+    except HubError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"merge {merge_id} undone")
+
+
+@clients.command("candidates")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def clients_candidates(ctx: click.Context, as_json: bool) -> None:
+    """Pairs of clients that may be one person (a shared phone, email or ref): confirm with 'hub clients merge'."""
+    rows = get_hub(ctx).merge_candidates()
+    if _emit(rows, as_json):
+        return
+    table = Table("id", "client", "other", "reason", "since")
+    for r in rows:
+        table.add_row(str(r["id"]), str(r["client_id"]), str(r["other_id"]), r["reason"], str(r["created_at"])[:16])
+    console.print(table if rows else "no open merge candidates")
+
+
+# --- observations -------------------------------------------------------------------------------------------
+@cli.command("ingest")
+@click.argument("source", type=click.File("r", encoding="utf-8"), default="-")
+@click.pass_context
+def ingest(ctx: click.Context, source: Any) -> None:
+    """Apply observations from a JSON Lines file (one observation per line; '-' for standard input)."""
+    hub = get_hub(ctx)
+    applied = unchanged = rejected = 0
+    for lineno, line in enumerate(source, 1):
+        if not line.strip():
+            continue
+        try:
+            result = hub.ingest(hub.parse_observation(json.loads(line)))
+        except (ValueError, HubError) as exc:
+            rejected += 1
+            click.echo(f"line {lineno}: {exc}", err=True)
+            continue
+        if result.events:
+            applied += 1
+        else:
+            unchanged += 1
+    click.echo(f"{applied} applied, {unchanged} unchanged, {rejected} rejected")
+    if rejected:
+        sys.exit(1)
+
+
+# --- dead letters -------------------------------------------------------------------------------------------
+@cli.group()
+def dlq() -> None:
+    """Dead letters: events and inbox items that kept failing."""
+
+
+@dlq.command("list")
+@click.option("--queue", help="Only this sink (or inbox:<kind>).")
+@click.option("--all", "show_all", is_flag=True, help="Include replayed ones.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def dlq_list(ctx: click.Context, queue: str | None, show_all: bool, as_json: bool) -> None:
+    """List dead letters."""
+    letters = get_hub(ctx).dlq.list(queue=queue, status=None if show_all else "open", limit=1000)
+    if _emit([d.summary() for d in letters], as_json):
+        return
+    table = Table("id", "queue", "client", "attempts", "status", "when", "error")
+    for d in letters:
+        s = d.summary()
+        table.add_row(
+            str(d.id), d.queue, str(d.client_id or ""), str(d.attempts), d.status, s["created_at"][:19], s["error"]
+        )
+    console.print(table if letters else "no dead letters")
+
+
+@dlq.command("show")
+@click.argument("letter_id", type=int)
+@click.pass_context
+def dlq_show(ctx: click.Context, letter_id: int) -> None:
+    """One dead letter with its payload, error and context."""
+    hub = get_hub(ctx)
+    try:
+        letter = hub.dlq.get(letter_id)
+    except HubError as exc:
+        raise click.ClickException(str(exc)) from exc
+    data = {
+        **letter.summary(),
+        "error": letter.error,
+        "context": letter.context,
+        "payload": hub.dlq.payload_json(letter),
+    }
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+@dlq.command("replay")
+@click.argument("letter_ids", type=int, nargs=-1)
+@click.option("--all", "replay_all", is_flag=True, help="Replay every open dead letter (of --queue, if given).")
+@click.option("--queue")
+@click.pass_context
+def dlq_replay(ctx: click.Context, letter_ids: tuple[int, ...], replay_all: bool, queue: str | None) -> None:
+    """Send dead letters back to their queue; the running hub delivers them again."""
+    hub = get_hub(ctx)
+    if not letter_ids and not replay_all:
+        raise click.UsageError("give dead-letter ids or --all")
+    try:
+        count = hub.dlq.replay_all(queue=queue) if replay_all else len([hub.dlq.replay(i) for i in letter_ids])
+    except HubError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{count} dead letter(s) replayed")
+
+
+# --- database and config ------------------------------------------------------------------------------------
+@cli.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@click.pass_context
+def db_upgrade(ctx: click.Context, revision: str) -> None:
+    """Apply schema migrations (SQLite or PostgreSQL)."""
+    hub = ctx.obj.hub(prepare=False)
+    upgrade(hub.store, revision)
+    click.echo(f"database at revision {current_revision(hub.store)}")
+
+
+@db.command("current")
+@click.pass_context
+def db_current(ctx: click.Context) -> None:
+    """Show the schema revision."""
+    click.echo(current_revision(ctx.obj.hub(prepare=False).store) or "empty database (run 'hub db upgrade')")
+
+
+@cli.group()
+def config() -> None:
+    """Settings."""
+
+
+@config.command("show")
+@click.pass_context
+def config_show(ctx: click.Context) -> None:
+    """The effective settings, core and plugins, with every secret masked."""
+    hub = ctx.obj.hub(prepare=False)
+    data: dict[str, Any] = masked_dump(hub.settings)
+    data["database_url"] = _mask_url(hub.settings.effective_database_url)
+    data["bus_url"] = _mask_url(hub.settings.bus_url)
+    for name, model in hub._plugin_settings.items():
+        data[name] = masked_dump(model)
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+def _mask_url(url: str) -> str:
+    from hub.core.logging import redact_text
+
+    return redact_text(url)
+
+
+# --- sandboxes ----------------------------------------------------------------------------------------------
+@cli.command("sandbox")
+@click.argument("name")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=9000, show_default=True)
+@click.pass_context
+def sandbox(ctx: click.Context, name: str, host: str, port: int) -> None:
+    """Serve a plugin's local emulator of its external system (e.g. 'hub sandbox bitrix24 --port 9001')."""
+    import uvicorn
+
+    factories: dict[str, Any] = {}
+    ctx.obj.plugins.each("hub_register_sandboxes", register=lambda n, f: factories.__setitem__(n, f))
+    if name not in factories:
+        known = ", ".join(sorted(factories)) or "none installed"
+        raise click.ClickException(f"no sandbox named {name!r} (available: {known})")
+    click.echo(f"{name} sandbox on http://{host}:{port}")
+    uvicorn.run(factories[name](), host=host, port=port, log_config=None)
+
+
+def build_cli(plugins: PluginHost | None = None) -> click.Group:
+    """The command line with every plugin's commands added."""
+    host = plugins or _env_plugins()
+    for _name, _ in host.each("hub_register_commands", register=cli.add_command):
+        pass
+    return cli
+
+
+def main() -> None:
+    host = _env_plugins()
+    build_cli(host)
+    try:
+        cli.main(obj=host, prog_name="hub")
+    except HubError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

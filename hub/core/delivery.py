@@ -1,0 +1,293 @@
+"""Driving one sink: consume its partition queues, batch, skip echoes and repeats, retry, dead-letter.
+
+Each event's outcome (delivered, skipped, dead) is recorded in ``deliveries`` before the message is
+acknowledged, so a redelivered message is never delivered twice; a crash between the remote effect and that
+record re-delivers it, which the sink's idempotency (ref map, search before create) absorbs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from kombu import Consumer, Message
+from pydantic import ValidationError
+from sqlalchemy import insert, select
+
+from hub.core import schema as s
+from hub.core.bus import BusConfig
+from hub.core.errors import ExternalAPIError
+from hub.core.events import Event
+from hub.core.metrics import METRICS
+from hub.core.ratelimit import RateLimiter
+from hub.core.retry import RetryPolicy
+from hub.core.sinks import Sink
+from hub.core.store import Store
+
+log = structlog.get_logger("hub.delivery")
+
+
+@dataclass
+class _Pending:
+    message: Message
+    event: Event | None
+    raw: str
+    error: str | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SinkRunner:
+    """Consumes a sink's queues and delivers to it until stopped."""
+
+    def __init__(
+        self,
+        store: Store,
+        bus: BusConfig,
+        sink: Sink,
+        policy: RetryPolicy,
+        limiter: RateLimiter | None = None,
+        *,
+        on_dead: Any = None,
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.sink = sink
+        self.policy = policy
+        self.limiter = limiter
+        self.stop = threading.Event()
+        self.busy = threading.Lock()
+        self.delivered = 0
+        self._buffer: dict[int, list[_Pending]] = defaultdict(list)
+
+    # --- receiving ---------------------------------------------------------------------------------------
+    def _on_message(self, body: Any, message: Message) -> None:
+        raw = body if isinstance(body, str) else (body.decode("utf-8") if isinstance(body, bytes) else str(body))
+        try:
+            event = Event.model_validate_json(raw)
+        except ValidationError as exc:
+            self._buffer[-1].append(_Pending(message, None, raw, error=f"unreadable event: {exc}"))
+            return
+        self._buffer[self.bus.partition(event.client_id)].append(_Pending(message, event, raw))
+
+    # --- the loop ----------------------------------------------------------------------------------------
+    def run(self, stop: threading.Event | None = None) -> None:
+        stop = stop or self.stop
+        backoff = 0.5
+        prefetch = max(self.sink.max_batch * 2, 64)
+        while not stop.is_set():
+            try:
+                with self.bus.connection() as conn:
+                    channel = conn.channel()
+                    self.bus.declare(conn, [self.sink.name])
+                    consumer = Consumer(
+                        channel,
+                        queues=self.bus.sink_queues(self.sink.name),
+                        callbacks=[self._on_message],
+                        accept=["json", "application/json"],
+                        auto_declare=False,
+                        prefetch_count=prefetch,
+                    )
+                    with consumer:
+                        while not stop.is_set():
+                            try:
+                                conn.drain_events(timeout=0.2)
+                                # take whatever else is already waiting, to fill batches
+                                for _ in range(prefetch):
+                                    conn.drain_events(timeout=0)
+                            except TimeoutError:
+                                pass
+                            except OSError as exc:
+                                if "timed out" not in str(exc):
+                                    raise
+                            if self._buffer:
+                                with self.busy:
+                                    self._flush(stop)
+                            backoff = 0.5
+            except Exception as exc:
+                self._buffer.clear()  # unacked messages come back from the broker
+                if stop.is_set():
+                    break
+                log.error(
+                    "sink consumer failed; reconnecting",
+                    sink=self.sink.name,
+                    error=str(exc),
+                    error_type=type(exc).__name__,
+                    retry_in=backoff,
+                )
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    def _flush(self, stop: threading.Event) -> None:
+        buffers, self._buffer = self._buffer, defaultdict(list)
+        for _partition, pending in sorted(buffers.items()):
+            for start in range(0, len(pending), self.sink.max_batch):
+                self._handle(pending[start : start + self.sink.max_batch], stop)
+
+    # --- one batch ---------------------------------------------------------------------------------------
+    def _handle(self, batch: list[_Pending], stop: threading.Event) -> None:
+        outcomes: dict[str, tuple[str, Event | None, str]] = {}
+        unreadable = [p for p in batch if p.event is None]
+        for p in unreadable:
+            self._dead_letter(p.raw, None, p.error or "unreadable", 1, {"reason": "unreadable message"})
+        events = [p.event for p in batch if p.event is not None]
+        seen = self._already_done([e.event_id for e in events])
+        todo: list[Event] = []
+        for event in events:
+            if event.event_id in seen or event.event_id in outcomes:
+                continue
+            if self.sink.origin_matches(event):
+                outcomes[event.event_id] = ("skipped", event, "echo")
+            elif not self.sink.accepts(event):
+                outcomes[event.event_id] = ("skipped", event, "not accepted")
+            else:
+                todo.append(event)
+        if todo:
+            self._deliver_with_retries(todo, outcomes, stop)
+        self._record(outcomes)
+        for p in batch:
+            p.message.ack()
+
+    def _already_done(self, event_ids: list[str]) -> set[str]:
+        if not event_ids:
+            return set()
+        with self.store.read() as conn:
+            rows = conn.execute(
+                select(s.deliveries.c.event_id).where(
+                    s.deliveries.c.sink == self.sink.name, s.deliveries.c.event_id.in_(event_ids)
+                )
+            )
+            return {r.event_id for r in rows}
+
+    def _deliver_with_retries(
+        self, events: list[Event], outcomes: dict[str, tuple[str, Event | None, str]], stop: threading.Event
+    ) -> None:
+        error = self._attempt_all(events, stop)
+        if error is None:
+            for e in events:
+                outcomes[e.event_id] = ("delivered", e, "")
+            return
+        if len(events) == 1:
+            self._give_up(events[0], error, outcomes)
+            return
+        # the batch kept failing: find the events that fail alone, deliver the rest
+        for event in events:
+            single_error = self._attempt_all([event], stop)
+            if single_error is None:
+                outcomes[event.event_id] = ("delivered", event, "")
+            else:
+                self._give_up(event, single_error, outcomes)
+
+    def _attempt_all(self, events: Sequence[Event], stop: threading.Event) -> tuple[BaseException, int] | None:
+        """Try one delivery call until it succeeds or the policy gives up; return the last error."""
+        attempt = 0
+        while True:
+            attempt += 1
+            if self.limiter is not None:
+                self.limiter.acquire(1, stop=stop)
+            started = time.perf_counter()
+            try:
+                self.sink.deliver(events)
+            except Exception as exc:
+                METRICS.delivery_seconds.labels(self.sink.name).observe(time.perf_counter() - started)
+                retriable = not isinstance(exc, ExternalAPIError) or exc.retriable
+                if not retriable or self.policy.exhausted(attempt) or stop.is_set():
+                    return exc, attempt
+                retry_after = exc.retry_after if isinstance(exc, ExternalAPIError) else None
+                delay = self.policy.delay(attempt, retry_after)
+                METRICS.retries.labels(self.sink.name).inc()
+                log.warning(
+                    "delivery failed; will retry",
+                    sink=self.sink.name,
+                    attempt=attempt,
+                    events=len(events),
+                    retry_in=round(delay, 2),
+                    error=str(exc),
+                    error_type=type(exc).__name__,
+                )
+                if stop.wait(delay):
+                    return exc, attempt
+                continue
+            METRICS.delivery_seconds.labels(self.sink.name).observe(time.perf_counter() - started)
+            age = (_now() - events[-1].occurred_at).total_seconds()
+            METRICS.sink_lag.labels(self.sink.name).set(max(0.0, age))
+            return None
+
+    def _give_up(
+        self, event: Event, error: tuple[BaseException, int], outcomes: dict[str, tuple[str, Event | None, str]]
+    ) -> None:
+        exc, attempts = error
+        if isinstance(exc, InterruptedError):
+            raise exc
+        text = f"{type(exc).__name__}: {exc}"
+        self._dead_letter(
+            event.model_dump_json(),
+            event,
+            text,
+            attempts,
+            {
+                "sink": self.sink.name,
+                "event_type": event.type,
+                "origin": str(event.origin),
+                "partition": self.bus.partition(event.client_id),
+                "traceback": "".join(traceback.format_exception(exc))[-4000:],
+            },
+        )
+        outcomes[event.event_id] = ("dead", event, text)
+
+    def _dead_letter(
+        self, payload: str, event: Event | None, error: str, attempts: int, context: dict[str, Any]
+    ) -> None:
+        with self.store.write() as conn:
+            conn.execute(
+                insert(s.dead_letters).values(
+                    queue=self.sink.name,
+                    event_id=event.event_id if event else None,
+                    client_id=event.client_id if event else None,
+                    payload=payload,
+                    error=error[:4000],
+                    attempts=attempts,
+                    context=context,
+                    status="open",
+                    created_at=_now(),
+                )
+            )
+        METRICS.dead_letters.labels(self.sink.name).inc()
+        log.error(
+            "event dead-lettered",
+            sink=self.sink.name,
+            event_id=event.event_id if event else None,
+            client_id=event.client_id if event else None,
+            attempts=attempts,
+            error=error[:500],
+        )
+
+    def _record(self, outcomes: dict[str, tuple[str, Event | None, str]]) -> None:
+        if not outcomes:
+            return
+        now = _now()
+        rows = [{"sink": self.sink.name, "event_id": eid, "outcome": o[0], "at": now} for eid, o in outcomes.items()]
+        with self.store.write() as conn:
+            done = {
+                r.event_id
+                for r in conn.execute(
+                    select(s.deliveries.c.event_id).where(
+                        s.deliveries.c.sink == self.sink.name, s.deliveries.c.event_id.in_(list(outcomes))
+                    )
+                )
+            }
+            rows = [r for r in rows if r["event_id"] not in done]
+            if rows:
+                conn.execute(insert(s.deliveries), rows)
+        for outcome, _event, _why in outcomes.values():
+            METRICS.deliveries.labels(self.sink.name, outcome).inc()
+        self.delivered += sum(1 for o in outcomes.values() if o[0] == "delivered")

@@ -1,0 +1,558 @@
+"""Applying one observation to the unified record: identity, provenance, timeline and outbox, one transaction.
+
+``apply_observation`` runs inside a write transaction the caller owns; the record change, the timeline entry
+and the outbox events commit together or not at all. Applying the same observation twice changes nothing and
+emits nothing, because every write compares normalised values first and timeline entries are keyed by source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from sqlalchemy import Connection, insert, select, text, update
+
+from hub.core import schema as s
+from hub.core.errors import BadInput
+from hub.core.events import (
+    ClientKey,
+    ClientObservation,
+    DealObservation,
+    Event,
+    InteractionObservation,
+    RefObservation,
+    SourceRef,
+    TaskObservation,
+)
+from hub.core.identity import normalize_email, normalize_phone
+from hub.core.record import (
+    ClientState,
+    as_utc,
+    client_refs,
+    find_by_point,
+    find_ref,
+    item_view,
+    live_id,
+    load_client,
+)
+
+log = structlog.get_logger("hub.ingest")
+
+ITEM_EVENT = {"interaction": "interaction.added", "deal": "deal.changed", "task": "task.changed"}
+
+
+@dataclass
+class IngestPolicy:
+    """What ingest needs from the settings and the plugins."""
+
+    region: str = "RU"
+    system_of_record: dict[str, list[str]] = field(default_factory=dict)
+    create_unknown_clients: bool = True
+    identity_keys: dict[str, Callable[[str], str | None]] = field(default_factory=dict)
+    postgres: bool = False
+
+    def outranks(self, fieldname: str, new_origin: str, new_t: str, old: dict[str, Any] | None) -> bool:
+        """Whether a new value from ``new_origin`` observed at ``new_t`` replaces ``old``."""
+        if old is None:
+            return True
+        priority = self.system_of_record.get(fieldname) or self.system_of_record.get("*")
+        if priority:
+            rank_new, rank_old = _rank(new_origin, priority), _rank(old.get("s", ""), priority)
+            if rank_new != rank_old:
+                return rank_new < rank_old
+        return new_t >= str(old.get("t", ""))
+
+
+def _rank(origin: str, priority: list[str]) -> int:
+    system = origin.split(":", 1)[0]
+    for i, name in enumerate(priority):
+        if name in (origin, system):
+            return i
+    return len(priority)
+
+
+@dataclass
+class Applied:
+    """What applying one observation did: the events to publish and any warnings worth logging."""
+
+    events: list[Event] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    client_id: int | None = None
+    item_id: int | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(value: datetime) -> str:
+    return as_utc(value).astimezone(UTC).isoformat()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return _iso(value)
+    return value
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, str) and isinstance(b, str):
+        return " ".join(a.split()) == " ".join(b.split())
+    return bool(a == b)
+
+
+class Ingest:
+    """Applies observations within a connection's transaction. One instance per transaction."""
+
+    def __init__(self, conn: Connection, policy: IngestPolicy, *, strict: bool = True) -> None:
+        self.conn = conn
+        self.policy = policy
+        self.strict = strict
+        self.result = Applied()
+
+    # --- entry point -------------------------------------------------------------------------------------
+    def apply(self, obs: Any) -> Applied:
+        if isinstance(obs, ClientObservation):
+            self._apply_client(obs)
+        elif isinstance(obs, InteractionObservation | DealObservation | TaskObservation):
+            self._apply_item(obs)
+        elif isinstance(obs, RefObservation):
+            self._apply_ref(obs)
+        else:  # pragma: no cover - the discriminated union admits nothing else
+            raise BadInput(f"unknown observation kind: {type(obs).__name__}")
+        return self.result
+
+    # --- normalisation -----------------------------------------------------------------------------------
+    def _phones(self, raw: list[str]) -> list[str]:
+        out: list[str] = []
+        for value in raw:
+            try:
+                phone = normalize_phone(value, self.policy.region)
+            except BadInput as exc:
+                if self.strict:
+                    raise
+                self.result.warnings.append(str(exc))
+                continue
+            if phone not in out:
+                out.append(phone)
+        return out
+
+    def _emails(self, raw: list[str]) -> list[str]:
+        out: list[str] = []
+        for value in raw:
+            try:
+                email = normalize_email(value)
+            except BadInput as exc:
+                if self.strict:
+                    raise
+                self.result.warnings.append(str(exc))
+                continue
+            if email not in out:
+                out.append(email)
+        return out
+
+    def _identity(self, raw: dict[str, str]) -> list[tuple[str, str]]:
+        out = []
+        for key, value in raw.items():
+            normalise = self.policy.identity_keys.get(key)
+            if normalise is None:
+                msg = f"unknown identity key {key!r}; plugins register keys with hub_register_identity_keys"
+                if self.strict:
+                    raise BadInput(msg)
+                self.result.warnings.append(msg)
+                continue
+            canonical = normalise(value)
+            if canonical is None:
+                msg = f"not a valid {key}: {value!r}"
+                if self.strict:
+                    raise BadInput(msg)
+                self.result.warnings.append(msg)
+                continue
+            out.append((key, canonical))
+        return out
+
+    # --- locking -----------------------------------------------------------------------------------------
+    def _lock(self, keys: list[str]) -> None:
+        """Serialise concurrent ingest of the same identity (PostgreSQL; SQLite writers are serial already)."""
+        if not self.policy.postgres or not keys:
+            return
+        for key in sorted(set(keys)):
+            digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+            self.conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": digest})
+
+    # --- clients -----------------------------------------------------------------------------------------
+    def _resolve(
+        self,
+        *,
+        ref: SourceRef | None,
+        keys: list[tuple[str, str]],
+        phones: list[str],
+        emails: list[str],
+        kind: str,
+        reason_origin: str,
+    ) -> int | None:
+        """Identity resolution: external ref, identity keys, phones, emails. Ambiguity is recorded."""
+        if ref is not None:
+            found = find_ref(self.conn, ref)
+            if found is not None and found[0] == "client":
+                return live_id(self.conn, found[1])
+        for point_kind, values in (*((k, [v]) for k, v in keys), ("phone", phones), ("email", emails)):
+            ids = find_by_point(self.conn, point_kind, values, kind)
+            if ids:
+                chosen = ids[0]
+                for other in ids[1:]:
+                    self._candidate(chosen, other, f"shared {point_kind} ({reason_origin})")
+                return chosen
+        return None
+
+    def _candidate(self, client_id: int, other_id: int, reason: str) -> None:
+        a, b = sorted((client_id, other_id))
+        if a == b:
+            return
+        exists = self.conn.execute(
+            select(s.merge_candidates.c.id).where(
+                s.merge_candidates.c.client_id == a,
+                s.merge_candidates.c.other_id == b,
+                s.merge_candidates.c.status == "open",
+            )
+        ).first()
+        if exists is None:
+            self.conn.execute(
+                insert(s.merge_candidates).values(
+                    client_id=a, other_id=b, reason=reason[:320], status="open", created_at=_now()
+                )
+            )
+            log.info("merge candidate recorded", client_id=a, other_id=b, reason=reason)
+
+    def _new_client(self, kind: str, now: datetime) -> ClientState:
+        cid = self.conn.execute(
+            insert(s.clients).values(
+                kind=kind, name=None, search="", fields={}, version=0, created_at=now, updated_at=now
+            )
+        ).inserted_primary_key
+        assert cid is not None
+        return ClientState(
+            id=int(cid[0]),
+            kind=kind,
+            name=None,
+            company_id=None,
+            fields={},
+            version=0,
+            merged_into=None,
+            created_at=now,
+            updated_at=now,
+        )
+
+    def _apply_client(self, obs: ClientObservation) -> None:
+        phones, emails = self._phones(obs.phones), self._emails(obs.emails)
+        keys = self._identity(obs.identity)
+        self._lock([str(obs.source), *phones, *emails, *(f"{k}:{v}" for k, v in keys)])
+        origin = obs.source.origin
+        cid = self._resolve(
+            ref=obs.source,
+            keys=keys,
+            phones=phones,
+            emails=emails,
+            kind=obs.client_kind,
+            reason_origin=str(obs.source),
+        )
+        now = _now()
+        state = load_client(self.conn, cid, for_update=self.policy.postgres) if cid else None
+        created = state is None
+        if state is None:
+            state = self._new_client(obs.client_kind, now)
+        changed: list[str] = []
+        t = _iso(obs.observed_at)
+
+        name = obs.name or " ".join(p for p in (obs.last_name, obs.first_name, obs.middle_name) if p) or None
+        values: dict[str, Any] = {
+            "name": name,
+            "first_name": obs.first_name,
+            "last_name": obs.last_name,
+            "middle_name": obs.middle_name,
+            "position": obs.position,
+        }
+        values.update(obs.fields)
+        if obs.company is not None:
+            company_id = self._resolve_key(obs.company, origin, kind="company")
+            if company_id is not None and company_id != state.id:
+                values["company_id"] = company_id
+        for fieldname, value in values.items():
+            if value is None or value == "":
+                continue
+            if self._set_field(state, fieldname, _jsonable(value), origin, t):
+                changed.append(fieldname)
+
+        for kind, vals in (("phone", phones), ("email", emails), *((k, [v]) for k, v in keys)):
+            for value in vals:
+                if (kind, value) in state.points:
+                    continue
+                others = [o for o in find_by_point(self.conn, kind, [value], obs.client_kind) if o != state.id]
+                for other in others:
+                    self._candidate(state.id, other, f"shared {kind} {value} ({obs.source})")
+                self._add_point(state, kind, value, origin, obs.observed_at)
+                if kind in ("phone", "email"):
+                    changed.append(f"{kind}s")
+        self._link_ref(obs.source, "client", state.id)
+        self._finish_client(state, obs.source, changed, created, now)
+        self.result.client_id = state.id
+
+    def _set_field(self, state: ClientState, fieldname: str, value: Any, origin: str, t: str) -> bool:
+        old = state.fields.get(fieldname)
+        if old is not None and _same(old.get("v"), value):
+            return False
+        if not self.policy.outranks(fieldname, origin, t, old):
+            return False
+        state.fields[fieldname] = {"v": value, "s": origin, "t": t}
+        if fieldname == "name":
+            state.name = value
+        elif fieldname == "company_id":
+            state.company_id = value
+        return True
+
+    def _add_point(self, state: ClientState, kind: str, value: str, origin: str, at: datetime) -> None:
+        pid = self.conn.execute(
+            insert(s.contact_points).values(client_id=state.id, kind=kind, value=value, origin=origin, observed_at=at)
+        ).inserted_primary_key
+        assert pid is not None
+        state.points[(kind, value)] = int(pid[0])
+
+    def _link_ref(self, ref: SourceRef, target: str, target_id: int) -> bool:
+        found = find_ref(self.conn, ref)
+        if found is not None:
+            if found == (target, target_id):
+                return False
+            if target == "client" and found[0] == "client":
+                current = live_id(self.conn, found[1])
+                if current is not None and current != target_id:
+                    self._candidate(target_id, current, f"same {ref.system} {ref.entity} {ref.id}")
+            return False
+        self.conn.execute(
+            insert(s.refs).values(
+                system=ref.system,
+                account=ref.account,
+                entity=ref.entity,
+                ext_id=ref.id,
+                target=target,
+                target_id=target_id,
+                created_at=_now(),
+            )
+        )
+        return True
+
+    def _finish_client(
+        self, state: ClientState, origin: SourceRef, changed: list[str], created: bool, now: datetime
+    ) -> None:
+        if not changed and not created:
+            return
+        state.version += 1
+        state.updated_at = now
+        state.refs = client_refs(self.conn, state.id)
+        self.conn.execute(
+            update(s.clients)
+            .where(s.clients.c.id == state.id)
+            .values(
+                name=state.name,
+                search=state.search_text(),
+                company_id=state.company_id,
+                fields=state.fields,
+                version=state.version,
+                updated_at=now,
+            )
+        )
+        changed_fields = sorted(set(changed)) if not created else ["created", *sorted(set(changed))]
+        self._emit(
+            Event(
+                type="client.changed",
+                client_id=state.id,
+                version=state.version,
+                origin=origin,
+                changed=changed_fields,
+                client=state.view(),
+                occurred_at=now,
+            )
+        )
+
+    def _resolve_key(self, key: ClientKey, origin: str, *, kind: str | None = None) -> int | None:
+        """Find (or create) the client a ClientKey names; ``None`` when none matches and none may be made."""
+        kind = kind or key.kind
+        if key.client_id is not None:
+            cid = live_id(self.conn, key.client_id)
+            if cid is None:
+                raise BadInput(f"client {key.client_id} does not exist")
+            return cid
+        phones, emails = self._phones(key.phones), self._emails(key.emails)
+        self._lock([*(str(key.ref) for _ in [0] if key.ref), *phones, *emails])
+        cid = self._resolve(ref=key.ref, keys=[], phones=phones, emails=emails, kind=kind, reason_origin=origin)
+        if cid is not None:
+            return cid
+        if not key.create or not self.policy.create_unknown_clients:
+            return None
+        if not (key.ref or phones or emails or key.name):
+            return None
+        source = key.ref or SourceRef(
+            system=origin.split(":", 1)[0],
+            account=origin.partition(":")[2],
+            entity="client",
+            id=(phones or emails or [key.name or ""])[0],
+        )
+        sub = ClientObservation(
+            source=source,
+            client_kind=kind,  # type: ignore[arg-type]
+            name=key.name,
+            phones=phones,
+            emails=emails,
+        )
+        self._apply_client(sub)
+        return self.result.client_id
+
+    # --- timeline items ----------------------------------------------------------------------------------
+    def _apply_item(self, obs: InteractionObservation | DealObservation | TaskObservation) -> None:
+        self._lock([str(obs.source)])
+        origin = obs.source.origin
+        t = _iso(obs.observed_at)
+        found = find_ref(self.conn, obs.source)
+        values = self._item_values(obs)
+        now = _now()
+        if found is not None and found[0] == "item":
+            row = self.conn.execute(select(s.items).where(s.items.c.id == found[1])).mappings().first()
+            if row is not None:
+                self._update_item(row, obs, values, origin, t, now)
+                return
+        client_id = self._resolve_key(obs.client, origin)
+        if client_id is None:
+            raise BadInput(
+                f"no client matches {obs.kind} {obs.source} and creating one is not allowed "
+                "(give phones, emails, a ref or client_id)"
+            )
+        fields = {k: {"v": v, "s": origin, "t": t} for k, v in values.items() if v is not None and v != ""}
+        if isinstance(obs, DealObservation) and obs.stage:
+            fields["stages"] = {"v": [{"stage": obs.stage, "at": t, "s": origin}], "s": origin, "t": t}
+        occurred = getattr(obs, "occurred_at", None) or obs.observed_at
+        channel = obs.channel if isinstance(obs, InteractionObservation) else None
+        item_id = self.conn.execute(
+            insert(s.items).values(
+                client_id=client_id,
+                kind=obs.kind,
+                channel=channel,
+                occurred_at=occurred,
+                fields=fields,
+                source=obs.source.model_dump(),
+                version=1,
+                created_at=now,
+                updated_at=now,
+            )
+        ).inserted_primary_key
+        assert item_id is not None
+        self._link_ref(obs.source, "item", int(item_id[0]))
+        row = self.conn.execute(select(s.items).where(s.items.c.id == item_id[0])).mappings().one()
+        self._emit_item(row, obs.source, ITEM_EVENT[obs.kind], sorted(fields), now)
+        self.result.client_id, self.result.item_id = client_id, int(item_id[0])
+
+    @staticmethod
+    def _item_values(obs: InteractionObservation | DealObservation | TaskObservation) -> dict[str, Any]:
+        skip = {
+            "schema_version",
+            "source",
+            "observed_at",
+            "kind",
+            "client",
+            "fields",
+            "channel",
+            "occurred_at",
+        }
+        values = {k: _jsonable(v) for k, v in obs if k not in skip}
+        values.update({k: _jsonable(v) for k, v in obs.fields.items()})
+        return values
+
+    def _update_item(self, row: Any, obs: Any, values: dict[str, Any], origin: str, t: str, now: datetime) -> None:
+        fields = dict(row["fields"])
+        changed = []
+        for name, value in values.items():
+            if value is None or value == "":
+                continue
+            old = fields.get(name)
+            if old is not None and _same(old.get("v"), value):
+                continue
+            if not self.policy.outranks(name, origin, t, old):
+                continue
+            fields[name] = {"v": value, "s": origin, "t": t}
+            changed.append(name)
+            if name == "stage":
+                history = list((fields.get("stages") or {}).get("v") or [])
+                history.append({"stage": value, "at": t, "s": origin})
+                history.sort(key=lambda h: h["at"])
+                fields["stages"] = {"v": history, "s": origin, "t": t}
+        occurred = getattr(obs, "occurred_at", None)
+        new_occurred = as_utc(occurred) if occurred else as_utc(row["occurred_at"])
+        if not changed:
+            self.result.client_id, self.result.item_id = row["client_id"], row["id"]
+            return
+        version = row["version"] + 1
+        self.conn.execute(
+            update(s.items)
+            .where(s.items.c.id == row["id"])
+            .values(fields=fields, version=version, updated_at=now, occurred_at=new_occurred)
+        )
+        fresh = self.conn.execute(select(s.items).where(s.items.c.id == row["id"])).mappings().one()
+        event_type = "interaction.changed" if obs.kind == "interaction" else ITEM_EVENT[obs.kind]
+        self._emit_item(fresh, obs.source, event_type, sorted(changed), now)
+        self.result.client_id, self.result.item_id = row["client_id"], row["id"]
+
+    def _emit_item(self, row: Any, origin: SourceRef, event_type: str, changed: list[str], now: datetime) -> None:
+        client_id = live_id(self.conn, row["client_id"]) or row["client_id"]
+        state = load_client(self.conn, client_id)
+        assert state is not None
+        self._emit(
+            Event(
+                type=event_type,
+                client_id=client_id,
+                version=state.version,  # type: ignore[arg-type]
+                origin=origin,
+                changed=changed,
+                client=state.view(),
+                item=item_view(self.conn, row),
+                occurred_at=now,
+            )
+        )
+
+    # --- refs --------------------------------------------------------------------------------------------
+    def _apply_ref(self, obs: RefObservation) -> None:
+        self._lock([str(obs.source)])
+        if obs.target == "client":
+            target = live_id(self.conn, obs.target_id)
+            if target is None:
+                raise BadInput(f"client {obs.target_id} does not exist")
+        else:
+            if self.conn.execute(select(s.items.c.id).where(s.items.c.id == obs.target_id)).first() is None:
+                raise BadInput(f"timeline item {obs.target_id} does not exist")
+            target = obs.target_id
+        self._link_ref(obs.source, obs.target, target)
+        self.result.client_id = target if obs.target == "client" else None
+
+    # --- outbox ------------------------------------------------------------------------------------------
+    def _emit(self, event: Event) -> None:
+        self.conn.execute(
+            insert(s.outbox).values(
+                event_id=event.event_id,
+                client_id=event.client_id,
+                type=event.type,
+                origin=event.origin.origin,
+                payload=event.model_dump_json(),
+                created_at=event.occurred_at,
+                relayed=False,
+            )
+        )
+        self.result.events.append(event)
+
+
+def apply_observation(conn: Connection, obs: Any, policy: IngestPolicy, *, strict: bool = True) -> Applied:
+    """Apply one observation inside the caller's write transaction; return the events it produced."""
+    return Ingest(conn, policy, strict=strict).apply(obs)

@@ -1,0 +1,110 @@
+"""The plugin host: loads plugins from the ``hub`` entry points (built-in ones too), isolates their failures.
+
+This thin facade is the only code that touches ``pm.hook``. Environment: ``HUB_LOAD_PLUGINS`` (allowlist),
+``HUB_DISABLE_PLUGIN_AUTOLOAD``, ``HUB_PLUGIN_MODULES`` (modules registered by import path, for development),
+``HUB_TRACE_PLUGINS=1`` (log every hook call).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+import pluggy
+import structlog
+
+from hub.core import hookspecs
+
+log = structlog.get_logger("hub.plugins")
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    version: str
+    module: str
+    hooks: list[str] = field(default_factory=list)
+    error: str | None = None  # why loading or a lifecycle hook failed
+
+
+class PluginHost:
+    def __init__(
+        self,
+        *,
+        allow: list[str] | None = None,
+        autoload: bool = True,
+        extra: Iterable[tuple[str, Any]] = (),
+        modules: Iterable[str] = (),
+    ) -> None:
+        self.pm = pluggy.PluginManager("hub")
+        self.pm.add_hookspecs(hookspecs)
+        self.info: dict[str, PluginInfo] = {}
+        if autoload:
+            self._load_entry_points(allow)
+        for path in modules:
+            if self.pm.get_plugin(path) is None:
+                self.register(path, importlib.import_module(path))
+        for name, plugin in extra:
+            if allow is None or name in allow:
+                self.register(name, plugin)
+        self.pm.check_pending()
+        if os.environ.get("HUB_TRACE_PLUGINS"):
+            self.pm.trace.root.setwriter(lambda msg: log.debug("hook", trace=msg.rstrip()))
+            self.pm.enable_tracing()
+
+    def _load_entry_points(self, allow: list[str] | None) -> None:
+        for ep in entry_points(group="hub"):
+            if allow is not None and ep.name not in allow:
+                continue
+            if self.pm.get_plugin(ep.name) is not None:
+                continue
+            version = ep.dist.version if ep.dist else "?"
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # a broken plugin must not take the hub down
+                self.info[ep.name] = PluginInfo(ep.name, version, ep.value, error=f"failed to load: {exc}")
+                log.error("plugin failed to load", plugin=ep.name, error=str(exc), error_type=type(exc).__name__)
+                continue
+            self.register(ep.name, plugin, version=version)
+
+    def register(self, name: str, plugin: Any, *, version: str | None = None) -> None:
+        self.pm.register(plugin, name=name)
+        module = getattr(plugin, "__name__", type(plugin).__name__)
+        if version is None:
+            version = str(getattr(plugin, "__version__", "") or "-")
+        hooks = sorted(impl_hook.name for impl_hook in self.pm.get_hookcallers(plugin) or [])
+        self.info[name] = PluginInfo(name, version, module, hooks)
+        log.debug("plugin loaded", plugin=name, version=version, hooks=hooks)
+
+    @property
+    def hook(self) -> Any:
+        return self.pm.hook
+
+    def names(self) -> list[str]:
+        return sorted(self.info)
+
+    def each(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call every implementation of ``hook_name`` on its own; one plugin's exception does not stop the rest."""
+        results: list[tuple[str, Any]] = []
+        caller = getattr(self.pm.hook, hook_name)
+        for impl in reversed(caller.get_hookimpls()):
+            name = impl.plugin_name
+            try:
+                args = {k: kwargs[k] for k in impl.argnames}
+                results.append((name, impl.function(**args)))
+            except Exception as exc:
+                log.error(
+                    "plugin hook failed",
+                    plugin=name,
+                    hook=hook_name,
+                    error=str(exc),
+                    error_type=type(exc).__name__,
+                    exc_info=True,
+                )
+                if name in self.info:
+                    self.info[name].error = f"{hook_name}: {type(exc).__name__}: {exc}"
+        return results

@@ -1,0 +1,204 @@
+"""Reading the unified record: a client's state, lookups by phone/email/name/ref, the timeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, select
+
+from hub.core import schema as s
+from hub.core.events import ClientView, ItemView, RefView, SourceRef
+
+Prov = dict[str, Any]  # {"v": value, "s": origin, "t": iso time}
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes: they were stored as UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+@dataclass
+class ClientState:
+    """A client loaded for change: its row, contact points and refs, mutated in memory then written."""
+
+    id: int
+    kind: str
+    name: str | None
+    company_id: int | None
+    fields: dict[str, Prov]
+    version: int
+    merged_into: int | None
+    created_at: datetime
+    updated_at: datetime
+    points: dict[tuple[str, str], int] = field(default_factory=dict)  # (kind, value) -> contact point id
+    refs: list[RefView] = field(default_factory=list)
+
+    def values(self, kind: str) -> list[str]:
+        return [v for (k, v) in self.points if k == kind]
+
+    def search_text(self) -> str:
+        parts = [self.name or "", *self.values("phone"), *self.values("email")]
+        return " ".join(p for p in parts if p).casefold()
+
+    def view(self) -> ClientView:
+        return ClientView(
+            id=self.id,
+            kind=self.kind,  # type: ignore[arg-type]
+            name=self.name,
+            phones=self.values("phone"),
+            emails=self.values("email"),
+            refs=list(self.refs),
+            fields={k: p["v"] for k, p in self.fields.items() if k != "name"},
+            company_id=self.company_id,
+            version=self.version,
+            merged_into=self.merged_into,
+            created_at=as_utc(self.created_at),
+            updated_at=as_utc(self.updated_at),
+        )
+
+
+def load_client(conn: Connection, client_id: int, *, for_update: bool = False) -> ClientState | None:
+    query = select(s.clients).where(s.clients.c.id == client_id)
+    if for_update:
+        query = query.with_for_update()
+    row = conn.execute(query).mappings().first()
+    if row is None:
+        return None
+    state = ClientState(
+        id=row["id"],
+        kind=row["kind"],
+        name=row["name"],
+        company_id=row["company_id"],
+        fields=dict(row["fields"] or {}),
+        version=row["version"],
+        merged_into=row["merged_into"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+    for cp in conn.execute(
+        select(s.contact_points.c.id, s.contact_points.c.kind, s.contact_points.c.value)
+        .where(s.contact_points.c.client_id == client_id)
+        .order_by(s.contact_points.c.id)
+    ):
+        state.points[(cp.kind, cp.value)] = cp.id
+    state.refs = client_refs(conn, client_id)
+    return state
+
+
+def client_refs(conn: Connection, client_id: int) -> list[RefView]:
+    rows = conn.execute(
+        select(s.refs.c.system, s.refs.c.account, s.refs.c.entity, s.refs.c.ext_id)
+        .where(and_(s.refs.c.target == "client", s.refs.c.target_id == client_id))
+        .order_by(s.refs.c.id)
+    )
+    return [RefView(system=r.system, account=r.account, entity=r.entity, id=r.ext_id) for r in rows]
+
+
+def live_id(conn: Connection, client_id: int) -> int | None:
+    """Follow ``merged_into`` to the client that stands for this id now."""
+    seen = set()
+    current: int | None = client_id
+    while current is not None and current not in seen:
+        seen.add(current)
+        row = conn.execute(select(s.clients.c.merged_into).where(s.clients.c.id == current)).first()
+        if row is None:
+            return None
+        if row.merged_into is None:
+            return current
+        current = row.merged_into
+    return current
+
+
+def find_ref(conn: Connection, ref: SourceRef) -> tuple[str, int] | None:
+    row = conn.execute(
+        select(s.refs.c.target, s.refs.c.target_id).where(
+            and_(
+                s.refs.c.system == ref.system,
+                s.refs.c.account == ref.account,
+                s.refs.c.entity == ref.entity,
+                s.refs.c.ext_id == ref.id,
+            )
+        )
+    ).first()
+    return (row.target, row.target_id) if row else None
+
+
+def find_by_point(conn: Connection, kind: str, values: list[str], client_kind: str | None = None) -> list[int]:
+    """Live clients holding any of these contact points, oldest first."""
+    if not values:
+        return []
+    query = (
+        select(s.clients.c.id)
+        .distinct()
+        .join(s.contact_points, s.contact_points.c.client_id == s.clients.c.id)
+        .where(
+            s.contact_points.c.kind == kind,
+            s.contact_points.c.value.in_(values),
+            s.clients.c.merged_into.is_(None),
+        )
+    )
+    if client_kind:
+        query = query.where(s.clients.c.kind == client_kind)
+    return sorted(r.id for r in conn.execute(query))
+
+
+def client_views(conn: Connection, ids: list[int]) -> list[ClientView]:
+    views = []
+    for cid in ids:
+        state = load_client(conn, cid)
+        if state is not None:
+            views.append(state.view())
+    return views
+
+
+def search_clients(conn: Connection, text: str, limit: int = 50) -> list[int]:
+    needle = text.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    rows = conn.execute(
+        select(s.clients.c.id)
+        .where(s.clients.c.merged_into.is_(None), s.clients.c.search.like(f"%{needle}%", escape="\\"))
+        .order_by(s.clients.c.id)
+        .limit(limit)
+    )
+    return [r.id for r in rows]
+
+
+def item_view(conn: Connection, row: Any) -> ItemView:
+    refs = conn.execute(
+        select(s.refs.c.system, s.refs.c.account, s.refs.c.entity, s.refs.c.ext_id)
+        .where(and_(s.refs.c.target == "item", s.refs.c.target_id == row["id"]))
+        .order_by(s.refs.c.id)
+    )
+    return ItemView(
+        id=row["id"],
+        client_id=row["client_id"],
+        kind=row["kind"],
+        channel=row["channel"],
+        occurred_at=as_utc(row["occurred_at"]),
+        fields=flatten(row["fields"]),
+        refs=[RefView(system=r.system, account=r.account, entity=r.entity, id=r.ext_id) for r in refs],
+        version=row["version"],
+        source=RefView(**row["source"]),
+    )
+
+
+def flatten(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: (p["v"] if isinstance(p, dict) and "v" in p else p) for k, p in (fields or {}).items()}
+
+
+def timeline(
+    conn: Connection,
+    client_id: int,
+    *,
+    limit: int = 100,
+    before: datetime | None = None,
+    kinds: list[str] | None = None,
+) -> list[ItemView]:
+    query = select(s.items).where(s.items.c.client_id == client_id)
+    if before is not None:
+        query = query.where(s.items.c.occurred_at < before)
+    if kinds:
+        query = query.where(s.items.c.kind.in_(kinds))
+    query = query.order_by(s.items.c.occurred_at.desc(), s.items.c.id.desc()).limit(limit)
+    return [item_view(conn, row) for row in conn.execute(query).mappings()]

@@ -1,0 +1,233 @@
+"""Settings: environment (``HUB_`` prefix, nested ``__``), ``.env`` and a TOML file, in that order of priority.
+
+Plugins declare their own section with ``hub_register_settings``; it is read the same way, from
+``HUB_<PLUGIN>__<FIELD>`` and the ``[plugin]`` table of the TOML file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+from hub.core.errors import ConfigError
+
+
+class HttpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = Field(1_000_000, description="Larger request bodies are refused with 413.")
+    api_token: SecretStr | None = Field(None, description="When set, /api/* needs 'Authorization: Bearer <token>'.")
+
+
+class SinkDefaults(BaseModel):
+    max_attempts: int = Field(8, ge=1, description="Deliveries tried before an event is dead-lettered.")
+    backoff_base: float = Field(0.5, gt=0, description="First retry delay in seconds; doubles each attempt.")
+    backoff_max: float = Field(60.0, gt=0, description="Longest delay between two attempts, seconds.")
+    timeout: float = Field(60.0, gt=0, description="Seconds one delivery may take before it counts as failed.")
+
+
+class Settings(BaseSettings):
+    """The core's settings. Every field is ``HUB_<FIELD>`` in the environment (``HUB_HTTP__PORT``...)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HUB_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    data_dir: Path = Field(Path("var"), description="Where the embedded database lives.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file in data_dir.")
+    bus_url: str = Field("memory://", description="kombu URL; amqp://guest:guest@127.0.0.1:5672// in production.")
+    bus_namespace: str = Field(
+        "hub",
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Prefix of exchange and queue names, for hubs sharing one broker.",
+    )
+    default_region: str = Field("RU", description="Region for phone numbers written without a country code.")
+    partitions: int = Field(8, ge=1, le=256, description="Event queues per sink; a client always maps to one.")
+    system_of_record: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Per field, sources (system or system:account) that win over newer values from others.",
+    )
+    create_unknown_clients: bool = Field(True, description="An interaction from an unknown number creates a client.")
+    auto_migrate: bool = Field(True, description="Upgrade the database schema when the hub starts.")
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    sink: SinkDefaults = Field(default_factory=SinkDefaults)
+    log_level: str = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    load_plugins: list[str] | None = Field(None, description="Allowlist of plugin names to load (comma-separated).")
+    plugin_modules: list[str] = Field(
+        default_factory=list, description="Modules to register as plugins by import path (development)."
+    )
+    disable_plugin_autoload: bool = Field(False, description="Load no plugin from the 'hub' entry points.")
+    relay_batch: int = Field(500, ge=1, description="Outbox rows relayed to the bus per round.")
+    shutdown_grace: float = Field(30.0, ge=0, description="Seconds SIGTERM waits for in-flight work.")
+
+    config_file: Path | None = Field(None, exclude=True)
+    plugin_sections: dict[str, Any] = Field(default_factory=dict, exclude=True)
+
+    @field_validator("load_plugins", "plugin_modules", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("default_region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        import phonenumbers
+
+        value = value.upper()
+        if value not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown region {value!r}; use an ISO 3166 code such as RU, KZ, BY")
+        return value
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'hub.db').as_posix()}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = _TOML_CONTEXT.get("core", {})
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            InitSettingsSource(settings_cls, init_kwargs=toml),
+            file_secret_settings,
+        )
+
+
+_TOML_CONTEXT: dict[str, dict[str, Any]] = {}
+
+
+def _read_toml(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def _describe(exc: ValidationError, prefix: str) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = "__".join(str(p) for p in err["loc"]).upper()
+        parts.append(f"{prefix}{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Read the core settings. ``config_file`` (or ``HUB_CONFIG``, or ``./hub.toml`` if present) is TOML."""
+    path = (
+        Path(config_file) if config_file else (Path(os.environ["HUB_CONFIG"]) if os.environ.get("HUB_CONFIG") else None)
+    )
+    if path is None and Path("hub.toml").exists():
+        path = Path("hub.toml")
+    data = _read_toml(path)
+    core = {k: v for k, v in data.items() if not isinstance(v, dict) or k in Settings.model_fields}
+    _TOML_CONTEXT["core"] = core
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid settings: {_describe(exc, 'HUB_')}") from exc
+    finally:
+        _TOML_CONTEXT.pop("core", None)
+    settings.config_file = path
+    settings.plugin_sections = {k: v for k, v in data.items() if isinstance(v, dict) and k not in Settings.model_fields}
+    return settings
+
+
+def load_plugin_settings(settings: Settings, name: str, model: type[BaseModel]) -> BaseModel:
+    """Read one plugin's section: ``HUB_<NAME>__<FIELD>`` over ``.env`` over the TOML ``[name]`` table."""
+    toml_section = settings.plugin_sections.get(name, {})
+
+    class _Section(BaseSettings, model):  # type: ignore[misc,valid-type]
+        model_config = SettingsConfigDict(
+            env_prefix=f"HUB_{name.upper()}__",
+            env_nested_delimiter="__",
+            env_file=".env",
+            env_file_encoding="utf-8",
+            extra="ignore",
+        )
+
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (
+                init_settings,
+                env_settings,
+                dotenv_settings,
+                InitSettingsSource(settings_cls, init_kwargs=toml_section),
+            )
+
+    _Section.__name__ = model.__name__
+    try:
+        loaded = _Section()
+    except ValidationError as exc:
+        raise ConfigError(f"invalid settings for plugin {name}: {_describe(exc, f'HUB_{name.upper()}__')}") from exc
+    return model.model_validate(loaded.model_dump())
+
+
+def secret_values(model: BaseModel) -> list[str]:
+    """Every ``SecretStr`` value in a settings tree, so logs can redact them wherever they appear."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, SecretStr):
+            raw = value.get_secret_value()
+            if raw and len(raw) >= 4:
+                found.append(raw)
+        elif isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                walk(getattr(value, name))
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list | tuple):
+            for v in value:
+                walk(v)
+
+    walk(model)
+    return found
+
+
+def masked_dump(model: BaseModel) -> dict[str, Any]:
+    """The settings as JSON-ready data with every secret shown as ``**********``."""
+    data = model.model_dump(mode="json")
+
+    def mask(value: Any, template: Any) -> Any:
+        if isinstance(template, SecretStr):
+            return "**********" if template.get_secret_value() else ""
+        if isinstance(template, BaseModel) and isinstance(value, dict):
+            return {k: mask(value.get(k), getattr(template, k)) for k in value}
+        return value
+
+    return {k: mask(v, getattr(model, k, None)) for k, v in data.items()}

@@ -1,0 +1,234 @@
+"""The HTTP face of the hub: REST API, health, metrics, and the webhook routes plugins register."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hub import __version__
+from hub.core.errors import BadInput, ConfigError, ExternalAPIError, HubError, NotFound
+from hub.core.events import observation_adapter
+from hub.core.hub import Hub
+from hub.core.metrics import METRICS
+
+log = structlog.get_logger("hub.web")
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413, whether or not Content-Length is sent."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await _too_large(self.limit, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _BodyTooLarge:
+            await _too_large(self.limit, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(limit: int, send: Send) -> None:
+    body = json.dumps({"error": "payload_too_large", "detail": f"request body is larger than {limit} bytes"}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _error(status: int, code: str, detail: str) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status)
+
+
+def create_app(hub: Hub) -> FastAPI:
+    app = FastAPI(
+        title="crm-hub",
+        version=__version__,
+        description="One client record and one timeline across CRMs, telephony, email and Excel.",
+    )
+    app.state.hub = hub
+    token = hub.settings.http.api_token
+
+    @app.exception_handler(HubError)
+    async def _hub_error(_request: Request, exc: HubError) -> JSONResponse:
+        if isinstance(exc, NotFound):
+            return _error(404, "not_found", str(exc))
+        if isinstance(exc, BadInput):
+            return _error(422, "bad_input", str(exc))
+        if isinstance(exc, ExternalAPIError):
+            return _error(502, "external_api_error", str(exc))
+        if isinstance(exc, ConfigError):
+            return _error(500, "config_error", str(exc))
+        return _error(500, "hub_error", str(exc))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("request failed", path=request.url.path, error=str(exc), error_type=type(exc).__name__, exc_info=True)
+        return _error(500, "internal_error", "the hub failed to handle this request; see its log")
+
+    @app.middleware("http")
+    async def _auth(request: Request, call_next: Any) -> Any:
+        if token is not None and request.url.path.startswith("/api/"):
+            given = request.headers.get("authorization", "")
+            expected = f"Bearer {token.get_secret_value()}"
+            if not hmac.compare_digest(given.encode(), expected.encode()):
+                return _error(401, "unauthorized", "send 'Authorization: Bearer <HUB_HTTP__API_TOKEN>'")
+        return await call_next(request)
+
+    # --- operations ------------------------------------------------------------------------------------
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    def readyz() -> JSONResponse:
+        """Readiness: the database answers and no plugin reports itself down."""
+        health = hub.health()
+        down = [name for name, report in health["plugins"].items() if report.get("status") == "down"]
+        ready = bool(health["database"]) and not down
+        return JSONResponse({"ready": ready, **health, "down": down}, status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    def metrics() -> Response:
+        """Prometheus metrics."""
+        try:
+            METRICS.outbox_pending.set(hub.relay.lag())
+        except Exception as exc:  # metrics must answer even when the database does not
+            log.warning("could not read outbox lag", error=str(exc))
+        return Response(generate_latest(METRICS.registry), media_type=CONTENT_TYPE_LATEST)
+
+    # --- observations ----------------------------------------------------------------------------------
+    schema = observation_adapter.json_schema(ref_template="#/components/schemas/{model}")
+    defs = schema.pop("$defs", {})
+
+    @app.post(
+        "/api/observations",
+        tags=["record"],
+        status_code=201,
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}},
+    )
+    async def post_observation(request: Request) -> JSONResponse:
+        """Apply one observation (a client, interaction, deal, task or ref). 201 when it changed the record,
+        200 when it was already known (idempotent), 4xx with a reason and nothing stored otherwise."""
+        raw = await request.body()
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return _error(400, "malformed_json", f"the body is not valid JSON: {exc}")
+        if not isinstance(data, dict):
+            return _error(422, "bad_input", "the body must be one JSON object with a 'kind'")
+        if data.get("kind") not in {"client", "interaction", "deal", "task", "ref"}:
+            return _error(
+                422,
+                "unknown_kind",
+                f"unknown observation kind {data.get('kind')!r}; use client, interaction, deal, task or ref",
+            )
+        obs = hub.parse_observation(data)
+        result = await run_in_threadpool(hub.ingest, obs)
+        body = {
+            "client_id": result.client_id,
+            "item_id": result.item_id,
+            "events": [e.event_id for e in result.events],
+            "warnings": result.warnings,
+        }
+        return JSONResponse(body, status_code=201 if result.events else 200)
+
+    # --- clients ---------------------------------------------------------------------------------------
+    @app.get("/api/clients", tags=["record"])
+    def find_clients(
+        phone: str | None = None, email: str | None = None, q: str | None = None, limit: int = Query(50, ge=1, le=500)
+    ) -> dict[str, Any]:
+        """Find clients by phone (any format), email (any case) or text in the name."""
+        views = hub.find_clients(phone=phone, email=email, q=q, limit=limit)
+        return {"items": [v.model_dump(mode="json") for v in views]}
+
+    @app.get("/api/clients/{client_id}", tags=["record"])
+    def get_client(client_id: int) -> dict[str, Any]:
+        return hub.get_client(client_id).model_dump(mode="json")
+
+    @app.get("/api/clients/{client_id}/timeline", tags=["record"])
+    def get_timeline(
+        client_id: int, limit: int = Query(100, ge=1, le=1000), kind: list[str] | None = Query(None)
+    ) -> dict[str, Any]:
+        """Every touchpoint of the client, newest first."""
+        return {"items": [i.model_dump(mode="json") for i in hub.timeline(client_id, limit=limit, kinds=kind)]}
+
+    @app.get("/api/merge-candidates", tags=["record"])
+    def merge_candidates(status: str = "open") -> dict[str, Any]:
+        return {"items": [{**c, "created_at": c["created_at"].isoformat()} for c in hub.merge_candidates(status)]}
+
+    @app.post("/api/clients/{client_id}/merge", tags=["record"])
+    def merge(client_id: int, other_id: int = Query(..., description="the client merged into this one")) -> dict:
+        return {"merge_id": hub.merge(client_id, other_id, actor="api")}
+
+    @app.post("/api/merges/{merge_id}/undo", tags=["record"])
+    def undo_merge(merge_id: int) -> dict[str, Any]:
+        hub.unmerge(merge_id)
+        return {"undone": merge_id}
+
+    # --- dead letters ----------------------------------------------------------------------------------
+    @app.get("/api/dlq", tags=["operations"])
+    def dlq_list(queue: str | None = None, status: str = "open") -> dict[str, Any]:
+        return {"items": [d.summary() for d in hub.dlq.list(queue=queue, status=status)]}
+
+    @app.post("/api/dlq/{letter_id}/replay", tags=["operations"])
+    def dlq_replay(letter_id: int) -> dict[str, Any]:
+        return hub.dlq.replay(letter_id).summary()
+
+    # --- plugin routes ---------------------------------------------------------------------------------
+    for route in hub.routes:
+        app.add_api_route(
+            route.path,
+            route.handler,
+            methods=list(route.methods),
+            name=route.name,
+            tags=["webhooks"],
+            include_in_schema=True,
+        )
+
+    original_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        spec = original_openapi()
+        spec.setdefault("components", {}).setdefault("schemas", {}).update(defs)
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(BodyLimit, limit=hub.settings.http.max_body_bytes)
+    return app

@@ -413,6 +413,8 @@ def build_cli(plugins: PluginHost | None = None) -> click.Group:
 
 
 def main() -> None:
+    # logs go to stderr from the first line on, so that --json output on stdout stays clean
+    configure_logging(os.environ.get("HUB_LOG_LEVEL", "info"), os.environ.get("HUB_LOG_FORMAT", "auto"))
     host = _env_plugins()
     build_cli(host)
     try:

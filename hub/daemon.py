@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import structlog
@@ -32,6 +34,13 @@ def _serve_web(hub: Hub, host: str, port: int) -> None:
 
     from hub.web.app import create_app
 
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # The daemon owns the signals: uvicorn would re-raise SIGTERM after its shutdown and kill the process
+            # before the workers drain.
+            yield
+
     config = uvicorn.Config(
         create_app(hub),
         host=host,
@@ -41,9 +50,18 @@ def _serve_web(hub: Hub, host: str, port: int) -> None:
         timeout_graceful_shutdown=int(hub.settings.shutdown_grace),
         server_header=False,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
+
+    def _handler(signum: int, _frame: Any) -> None:
+        log.info("signal received; draining", signal=signal.Signals(signum).name)
+        if server.should_exit:
+            server.force_exit = True
+        server.should_exit = True
+
+    signal.signal(signal.SIGTERM, _handler)
+    signal.signal(signal.SIGINT, _handler)
     log.info("serving HTTP", url=f"http://{host}:{port}", docs=f"http://{host}:{port}/docs")
-    server.run()  # uvicorn handles SIGTERM/SIGINT: stops accepting, finishes requests in flight
+    server.run()  # stops accepting on the signal and finishes the requests in flight
 
 
 def _wait_for_signal() -> None:

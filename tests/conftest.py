@@ -62,12 +62,21 @@ class Backend:
             self.bus_url = "memory://"
 
     def env(self) -> dict[str, str]:
-        return {"HUB_DATABASE_URL": self.database_url, "HUB_BUS_URL": self.bus_url, "HUB_BUS_NAMESPACE": self.tag,
-                "HUB_DATA_DIR": str(self.tmp_path)}
+        return {
+            "HUB_DATABASE_URL": self.database_url,
+            "HUB_BUS_URL": self.bus_url,
+            "HUB_BUS_NAMESPACE": self.tag,
+            "HUB_DATA_DIR": str(self.tmp_path),
+        }
 
     def settings(self, **overrides: Any) -> Any:
-        values: dict[str, Any] = {"database_url": self.database_url, "bus_url": self.bus_url,
-                                  "bus_namespace": self.tag, "data_dir": self.tmp_path, "partitions": 4}
+        values: dict[str, Any] = {
+            "database_url": self.database_url,
+            "bus_url": self.bus_url,
+            "bus_namespace": self.tag,
+            "data_dir": self.tmp_path,
+            "partitions": 4,
+        }
         values.update(overrides)
         return load_settings(**values)
 

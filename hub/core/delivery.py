@@ -7,6 +7,7 @@ record re-delivers it, which the sink's idempotency (ref map, search before crea
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import traceback
@@ -71,10 +72,13 @@ class SinkRunner:
 
     # --- receiving ---------------------------------------------------------------------------------------
     def _on_message(self, body: Any, message: Message) -> None:
-        raw = body if isinstance(body, str) else (body.decode("utf-8") if isinstance(body, bytes) else str(body))
+        if isinstance(body, dict):  # kombu decoded the JSON already
+            raw = json.dumps(body, ensure_ascii=False)
+        else:
+            raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
         try:
-            event = Event.model_validate_json(raw)
-        except ValidationError as exc:
+            event = Event.model_validate(body) if isinstance(body, dict) else Event.model_validate_json(raw)
+        except (ValidationError, ValueError) as exc:
             self._buffer[-1].append(_Pending(message, None, raw, error=f"unreadable event: {exc}"))
             return
         self._buffer[self.bus.partition(event.client_id)].append(_Pending(message, event, raw))

@@ -250,7 +250,7 @@ class Ingest:
             updated_at=now,
         )
 
-    def _apply_client(self, obs: ClientObservation) -> None:
+    def _apply_client(self, obs: ClientObservation, *, link_ref: bool = True) -> None:
         phones, emails = self._phones(obs.phones), self._emails(obs.emails)
         keys = self._identity(obs.identity)
         self._lock([str(obs.source), *phones, *emails, *(f"{k}:{v}" for k, v in keys)])
@@ -300,7 +300,8 @@ class Ingest:
                 self._add_point(state, kind, value, origin, obs.observed_at)
                 if kind in ("phone", "email"):
                     changed.append(f"{kind}s")
-        self._link_ref(obs.source, "client", state.id)
+        if link_ref:
+            self._link_ref(obs.source, "client", state.id)
         self._finish_client(state, obs.source, changed, created, now)
         self.result.client_id = state.id
 
@@ -410,7 +411,7 @@ class Ingest:
             phones=phones,
             emails=emails,
         )
-        self._apply_client(sub)
+        self._apply_client(sub, link_ref=key.ref is not None)
         return self.result.client_id
 
     # --- timeline items ----------------------------------------------------------------------------------

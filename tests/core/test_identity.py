@@ -8,8 +8,18 @@ from hub.core.errors import BadInput
 from hub.core.identity import normalize_email, normalize_phone, split_phones
 
 
-@pytest.mark.parametrize("raw", ["8 (916) 123-45-67", "+7 916 123 45 67", "79161234567", "9161234567",
-                                 "+7(916)123-45-67", "8-916-123-45-67", " 8 916 1234567 "])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "8 (916) 123-45-67",
+        "+7 916 123 45 67",
+        "79161234567",
+        "9161234567",
+        "+7(916)123-45-67",
+        "8-916-123-45-67",
+        " 8 916 1234567 ",
+    ],
+)
 def test_russian_number_formats_are_one_number(raw: str) -> None:
     assert normalize_phone(raw, "RU") == "+79161234567"
 
@@ -35,7 +45,10 @@ def test_invalid_numbers_are_refused_with_a_reason(raw: str) -> None:
 
 def test_several_phones_in_one_cell() -> None:
     assert split_phones("+7 916 123-45-67, 8 495 123 45 67; 89161112233") == [
-        "+7 916 123-45-67", "8 495 123 45 67", "89161112233"]
+        "+7 916 123-45-67",
+        "8 495 123 45 67",
+        "89161112233",
+    ]
 
 
 def test_emails_are_case_insensitive() -> None:

@@ -36,8 +36,9 @@ def count(hub: Any, table: Any) -> int:
 
 def test_same_observation_twice_changes_nothing_and_emits_nothing(backend):
     hub = backend.hub()
-    obs = ClientObservation(source=ref(), name="Иван Петров", phones=["8 (916) 123-45-67"], emails=["I@x.ru"],
-                            observed_at=T0)
+    obs = ClientObservation(
+        source=ref(), name="Иван Петров", phones=["8 (916) 123-45-67"], emails=["I@x.ru"], observed_at=T0
+    )
     first = hub.ingest(obs)
     second = hub.ingest(obs)
     assert [e.type for e in first.events] == ["client.changed"]
@@ -49,8 +50,11 @@ def test_phone_formats_resolve_to_one_client(backend):
     hub = backend.hub()
     a = hub.ingest(ClientObservation(source=ref(id="1"), name="Иван", phones=["8 (916) 123-45-67"]))
     b = hub.ingest(ClientObservation(source=ref("amocrm", id="77", account="acme"), phones=["+7 916 123 45 67"]))
-    c = hub.ingest(InteractionObservation(source=ref("asterisk", "call", "c1", ""), channel="call",
-                                          client=ClientKey(phones=["9161234567"])))
+    c = hub.ingest(
+        InteractionObservation(
+            source=ref("asterisk", "call", "c1", ""), channel="call", client=ClientKey(phones=["9161234567"])
+        )
+    )
     assert a.client_id == b.client_id == c.client_id
     client = hub.get_client(a.client_id)
     assert client.phones == ["+79161234567"]
@@ -83,16 +87,22 @@ def test_two_clients_sharing_a_phone_never_merge_silently(backend):
     assert count(hub, s.clients) == 2
     assert hub.merge_candidates()[0]["reason"].startswith("shared phone +79161234567")
     # an observation naming only that phone goes to the oldest client, and the ambiguity stays recorded
-    d = hub.ingest(InteractionObservation(source=ref("asterisk", "call", "x", ""), channel="call",
-                                          client=ClientKey(phones=["+79161234567"])))
+    d = hub.ingest(
+        InteractionObservation(
+            source=ref("asterisk", "call", "x", ""), channel="call", client=ClientKey(phones=["+79161234567"])
+        )
+    )
     assert d.client_id == a.client_id
     assert len(hub.merge_candidates()) == 1
 
 
 def test_person_and_company_sharing_an_office_phone_stay_apart(backend):
     hub = backend.hub()
-    company = hub.ingest(ClientObservation(source=ref(entity="company", id="5"), client_kind="company",
-                                           name="ООО Ромашка", phones=["+74951234567"]))
+    company = hub.ingest(
+        ClientObservation(
+            source=ref(entity="company", id="5"), client_kind="company", name="ООО Ромашка", phones=["+74951234567"]
+        )
+    )
     person = hub.ingest(ClientObservation(source=ref(id="6"), name="Иван", phones=["+74951234567"]))
     assert company.client_id != person.client_id
     assert hub.merge_candidates() == []
@@ -101,8 +111,14 @@ def test_person_and_company_sharing_an_office_phone_stay_apart(backend):
 def test_newest_value_wins_and_a_late_older_one_does_not_overwrite(backend):
     hub = backend.hub()
     hub.ingest(ClientObservation(source=ref(), name="Старое Имя", observed_at=T0))
-    newer = hub.ingest(ClientObservation(source=ref("amocrm", id="9", account="a"), name="Новое Имя",
-                                         phones=["+79160000001"], observed_at=T0 + timedelta(hours=1)))
+    newer = hub.ingest(
+        ClientObservation(
+            source=ref("amocrm", id="9", account="a"),
+            name="Новое Имя",
+            phones=["+79160000001"],
+            observed_at=T0 + timedelta(hours=1),
+        )
+    )
     late = hub.ingest(ClientObservation(source=ref(), name="Старое Имя 2", observed_at=T0 - timedelta(hours=1)))
     client = hub.get_client(newer.client_id)
     assert client.name == "Новое Имя"
@@ -122,8 +138,15 @@ def test_provenance_of_each_field_is_kept(backend):
 def test_system_of_record_beats_a_newer_value(backend):
     hub = backend.hub(system_of_record={"name": ["bitrix24"]})
     hub.ingest(ClientObservation(source=ref(), name="Из Битрикса", phones=["+79160000002"], observed_at=T0))
-    r = hub.ingest(ClientObservation(source=ref("excel", "row", "1", "list.xlsx"), name="Из Excel",
-                                     phones=["+79160000002"], position="Менеджер", observed_at=T0 + timedelta(days=1)))
+    r = hub.ingest(
+        ClientObservation(
+            source=ref("excel", "row", "1", "list.xlsx"),
+            name="Из Excel",
+            phones=["+79160000002"],
+            position="Менеджер",
+            observed_at=T0 + timedelta(days=1),
+        )
+    )
     client = hub.get_client(r.client_id)
     assert client.name == "Из Битрикса"
     assert client.fields["position"] == "Менеджер"
@@ -139,9 +162,15 @@ def test_cyrillic_names_are_searchable_case_insensitively(backend):
 
 def test_the_same_call_twice_is_stored_once(backend):
     hub = backend.hub()
-    call = InteractionObservation(source=ref("asterisk", "call", "1700000000.42", "pbx"), channel="call",
-                                  client=ClientKey(phones=["+79161234567"]), direction="in", status="answered",
-                                  duration_s=42, occurred_at=T0)
+    call = InteractionObservation(
+        source=ref("asterisk", "call", "1700000000.42", "pbx"),
+        channel="call",
+        client=ClientKey(phones=["+79161234567"]),
+        direction="in",
+        status="answered",
+        duration_s=42,
+        occurred_at=T0,
+    )
     first = hub.ingest(call)
     again = hub.ingest(call)
     assert [e.type for e in first.events] == ["client.changed", "interaction.added"]
@@ -155,14 +184,25 @@ def test_a_later_event_of_the_same_call_updates_its_one_entry(backend):
     key = ClientKey(phones=["+79161234567"])
     src = ref("mango", "call", "entry-1", "vpbx")
     hub.ingest(InteractionObservation(source=src, channel="call", client=key, status="ringing", observed_at=T0))
-    r = hub.ingest(InteractionObservation(source=src, channel="call", client=key, status="answered", duration_s=30,
-                                          observed_at=T0 + timedelta(seconds=40)))
+    r = hub.ingest(
+        InteractionObservation(
+            source=src,
+            channel="call",
+            client=key,
+            status="answered",
+            duration_s=30,
+            observed_at=T0 + timedelta(seconds=40),
+        )
+    )
     assert [e.type for e in r.events] == ["interaction.changed"]
     (item,) = hub.timeline(r.client_id)
     assert item.fields["status"] == "answered" and item.fields["duration_s"] == 30
     # a repeated, older state arriving late changes nothing
-    late = hub.ingest(InteractionObservation(source=src, channel="call", client=key, status="ringing",
-                                             observed_at=T0 + timedelta(seconds=1)))
+    late = hub.ingest(
+        InteractionObservation(
+            source=src, channel="call", client=key, status="ringing", observed_at=T0 + timedelta(seconds=1)
+        )
+    )
     assert late.events == [] and hub.timeline(r.client_id)[0].fields["status"] == "answered"
 
 
@@ -170,8 +210,17 @@ def test_deal_keeps_its_stage_history(backend):
     hub = backend.hub()
     key = ClientKey(ref=ref(id="1"), phones=["+79161234567"], name="Иван")
     src = ref(entity="deal", id="10")
-    hub.ingest(DealObservation(source=src, client=key, title="Поставка", stage="NEW", amount=Decimal("1500.50"),
-                               currency="RUB", observed_at=T0))
+    hub.ingest(
+        DealObservation(
+            source=src,
+            client=key,
+            title="Поставка",
+            stage="NEW",
+            amount=Decimal("1500.50"),
+            currency="RUB",
+            observed_at=T0,
+        )
+    )
     r = hub.ingest(DealObservation(source=src, client=key, stage="WON", status="won", observed_at=T0 + timedelta(1)))
     deal = hub.timeline(r.client_id, kinds=["deal"])[0]
     assert deal.fields["stage"] == "WON" and deal.fields["amount"] == "1500.50"
@@ -180,16 +229,25 @@ def test_deal_keeps_its_stage_history(backend):
 
 def test_task_for_unknown_number_creates_the_client(backend):
     hub = backend.hub()
-    r = hub.ingest(TaskObservation(source=ref("asterisk", "callback", "c9", ""), title="Перезвонить",
-                                   client=ClientKey(phones=["+79169998877"]), due_at=T0))
+    r = hub.ingest(
+        TaskObservation(
+            source=ref("asterisk", "callback", "c9", ""),
+            title="Перезвонить",
+            client=ClientKey(phones=["+79169998877"]),
+            due_at=T0,
+        )
+    )
     assert hub.find_clients(phone="89169998877")[0].id == r.client_id
 
 
 def test_unknown_client_is_refused_when_creating_is_not_allowed(backend):
     hub = backend.hub(create_unknown_clients=False)
     with pytest.raises(BadInput, match="no client matches"):
-        hub.ingest(InteractionObservation(source=ref("asterisk", "call", "z", ""), channel="call",
-                                          client=ClientKey(phones=["+79169998877"])))
+        hub.ingest(
+            InteractionObservation(
+                source=ref("asterisk", "call", "z", ""), channel="call", client=ClientKey(phones=["+79169998877"])
+            )
+        )
     assert count(hub, s.clients) == 0 and count(hub, s.items) == 0
 
 
@@ -211,8 +269,11 @@ def test_record_timeline_and_outbox_commit_together_or_not_at_all(backend, monke
 
     monkeypatch.setattr(Ingest, "_emit", broken_emit)
     with pytest.raises(RuntimeError):
-        hub.ingest(InteractionObservation(source=ref("asterisk", "call", "1", ""), channel="call",
-                                          client=ClientKey(phones=["+79161234567"])))
+        hub.ingest(
+            InteractionObservation(
+                source=ref("asterisk", "call", "1", ""), channel="call", client=ClientKey(phones=["+79161234567"])
+            )
+        )
     assert (count(hub, s.clients), count(hub, s.items), count(hub, s.refs), count(hub, s.outbox)) == (0, 0, 0, 0)
 
 
@@ -240,10 +301,17 @@ def test_ref_link_attaches_an_id_and_emits_nothing(backend):
 def test_merge_moves_everything_and_undo_restores_both(backend):
     hub = backend.hub()
     a = hub.ingest(ClientObservation(source=ref(id="1"), name="Иван", phones=["+79161111111"]))
-    b = hub.ingest(ClientObservation(source=ref("amocrm", id="2", account="x"), name="Ваня", position="CEO",
-                                     emails=["vanya@x.ru"]))
-    hub.ingest(InteractionObservation(source=ref("mail", "message", "m1", ""), channel="email",
-                                      client=ClientKey(client_id=b.client_id), subject="Счёт"))
+    b = hub.ingest(
+        ClientObservation(source=ref("amocrm", id="2", account="x"), name="Ваня", position="CEO", emails=["vanya@x.ru"])
+    )
+    hub.ingest(
+        InteractionObservation(
+            source=ref("mail", "message", "m1", ""),
+            channel="email",
+            client=ClientKey(client_id=b.client_id),
+            subject="Счёт",
+        )
+    )
     merge_id = hub.merge(a.client_id, b.client_id)
     merged = hub.get_client(a.client_id)
     assert merged.emails == ["vanya@x.ru"] and merged.fields["position"] == "CEO" and merged.name == "Иван"
@@ -275,9 +343,14 @@ def test_merge_refuses_nonsense(backend):
 
 def test_company_link_resolves_or_creates_the_company(backend):
     hub = backend.hub()
-    r = hub.ingest(ClientObservation(source=ref(id="1"), name="Иван", phones=["+79161111111"],
-                                     company=ClientKey(name="ООО Ромашка", kind="company",
-                                                       ref=ref(entity="company", id="3"))))
+    r = hub.ingest(
+        ClientObservation(
+            source=ref(id="1"),
+            name="Иван",
+            phones=["+79161111111"],
+            company=ClientKey(name="ООО Ромашка", kind="company", ref=ref(entity="company", id="3")),
+        )
+    )
     person = hub.get_client(r.client_id)
     company = hub.get_client(person.company_id)
     assert company.kind == "company" and company.name == "ООО Ромашка"

@@ -1,0 +1,98 @@
+"""A tiny crm-hub plugin: ``POST /webhooks/example`` records a note, and a sink appends events to a file.
+
+Install it with ``pip install ./examples/hub-example-plugin``; ``hub plugins list`` then shows ``example``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from hub import hookimpl
+from hub.core.errors import BadInput
+from hub.core.events import ClientKey, Event, InteractionObservation, SourceRef
+from hub.core.sinks import Sink
+from hub.core.sources import WebhookRoute
+
+__version__ = "1.0.0"
+
+
+class ExampleSettings(BaseModel):
+    """``HUB_EXAMPLE__EVENTS_FILE``: where the sink appends the events it receives (JSON Lines)."""
+
+    events_file: Path | None = None
+
+
+class FileSink(Sink):
+    """Appends every event to a file, once per event id: a file is an external system like any other."""
+
+    max_batch = 100
+
+    def __init__(self, path: Path) -> None:
+        self.name, self.system, self.path = "example-file", "file", path
+
+    def deliver(self, events: Sequence[Event]) -> None:
+        seen = set()
+        if self.path.exists():
+            seen = {json.loads(line)["event_id"] for line in self.path.read_text("utf-8").splitlines() if line}
+        with self.path.open("a", encoding="utf-8") as fh:
+            for event in events:
+                if event.event_id not in seen:  # idempotent: a redelivered event is written once
+                    fh.write(event.model_dump_json() + "\n")
+
+
+@hookimpl
+def hub_register_settings(register: Any) -> None:
+    register("example", ExampleSettings)
+
+
+@hookimpl
+def hub_register_routes(hub: Any, register: Any) -> None:
+    async def note(request: Request) -> JSONResponse:
+        data = await request.json()
+        if not isinstance(data, dict) or not data.get("id") or not data.get("phone"):
+            return JSONResponse({"error": "give id, phone and text"}, status_code=422)
+        obs = InteractionObservation(
+            source=SourceRef(system="example", entity="note", id=str(data["id"])),
+            channel="note",
+            client=ClientKey(phones=[data["phone"]]),
+            body=data.get("text"),
+        )
+        try:
+            result = hub.ingest(obs)
+        except BadInput as exc:
+            return JSONResponse({"error": str(exc)}, status_code=422)
+        return JSONResponse({"client_id": result.client_id})
+
+    register(WebhookRoute("/webhooks/example", note))
+
+
+@hookimpl
+def hub_register_sinks(hub: Any, register: Any) -> None:
+    path = hub.plugin_settings("example").events_file
+    if path is not None:
+        register(FileSink(Path(path)))
+
+
+@hookimpl
+def hub_register_commands(register: Any) -> None:
+    @click.command("example")
+    @click.argument("name", default="мир")
+    def hello(name: str) -> None:
+        """Say hello (shows how a plugin adds a CLI command)."""
+        click.echo(f"Привет, {name}!")
+
+    register(hello)
+
+
+@hookimpl
+def hub_health(hub: Any) -> dict[str, Any]:
+    path = hub.plugin_settings("example").events_file
+    return {"status": "ok" if path else "degraded", "events_file": str(path) if path else "not set"}

@@ -20,7 +20,16 @@ from hub.core.plugins import PluginHost
 from hub.core.settings import Settings, load_settings, masked_dump
 from hub.core.store import current_revision, upgrade
 
-console = Console()
+
+
+class _LazyConsole:
+    """A rich console created on first use, so the terminal width is read when output happens."""
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        Console().print(*args, **kwargs)
+
+
+console = _LazyConsole()
 
 
 class Context:

@@ -21,7 +21,6 @@ from hub.core.settings import Settings, load_settings, masked_dump
 from hub.core.store import current_revision, upgrade
 
 
-
 class _LazyConsole:
     """A rich console created on first use, so the terminal width is read when output happens."""
 

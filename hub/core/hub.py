@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -303,6 +304,42 @@ class Hub:
                 raise NotFound(f"client {client_id} does not exist")
             live = record.live_id(conn, client_id) or client_id
             return record.timeline(conn, live, limit=limit, kinds=kinds)
+
+    def iter_clients(
+        self, *, since: datetime | None = None, system: str | None = None, page: int = 1000
+    ) -> Iterator[ClientView]:
+        """Every live client, streamed page by page (constant memory), optionally filtered."""
+        after = 0
+        while True:
+            with self.store.read() as conn:
+                ids = record.iter_client_ids(conn, after=after, limit=page, since=since, system=system)
+                views = record.client_views(conn, ids)
+            yield from views
+            if len(ids) < page:
+                return
+            after = ids[-1]
+
+    def iter_items(
+        self,
+        *,
+        kind: str | None = None,
+        channel: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        system: str | None = None,
+        page: int = 1000,
+    ) -> Iterator[ItemView]:
+        """Every timeline item (interaction, deal, task), streamed page by page, optionally filtered."""
+        after = 0
+        while True:
+            with self.store.read() as conn:
+                items = record.iter_items(
+                    conn, after=after, limit=page, kind=kind, channel=channel, since=since, until=until, system=system
+                )
+            yield from items
+            if len(items) < page:
+                return
+            after = items[-1].id
 
     def merge(self, winner_id: int, loser_id: int, *, actor: str = "cli") -> int:
         with self.store.write() as conn:

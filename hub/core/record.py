@@ -202,3 +202,45 @@ def timeline(
         query = query.where(s.items.c.kind.in_(kinds))
     query = query.order_by(s.items.c.occurred_at.desc(), s.items.c.id.desc()).limit(limit)
     return [item_view(conn, row) for row in conn.execute(query).mappings()]
+
+
+def iter_client_ids(
+    conn: Connection, *, after: int = 0, limit: int = 1000, since: datetime | None = None, system: str | None = None
+) -> list[int]:
+    """Ids of live clients after ``after`` (keyset paging), optionally changed since a time or known to a system."""
+    query = select(s.clients.c.id).where(s.clients.c.merged_into.is_(None), s.clients.c.id > after)
+    if since is not None:
+        query = query.where(s.clients.c.updated_at >= since)
+    if system is not None:
+        query = query.where(
+            s.clients.c.id.in_(select(s.refs.c.target_id).where(s.refs.c.target == "client", s.refs.c.system == system))
+        )
+    return [r.id for r in conn.execute(query.order_by(s.clients.c.id).limit(limit))]
+
+
+def iter_items(
+    conn: Connection,
+    *,
+    after: int = 0,
+    limit: int = 1000,
+    kind: str | None = None,
+    channel: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    system: str | None = None,
+) -> list[ItemView]:
+    """Timeline items after ``after`` by id (keyset paging), filtered by kind, channel, time and source system."""
+    query = select(s.items).where(s.items.c.id > after)
+    if kind:
+        query = query.where(s.items.c.kind == kind)
+    if channel:
+        query = query.where(s.items.c.channel == channel)
+    if since is not None:
+        query = query.where(s.items.c.occurred_at >= since)
+    if until is not None:
+        query = query.where(s.items.c.occurred_at < until)
+    if system is not None:
+        query = query.where(
+            s.items.c.id.in_(select(s.refs.c.target_id).where(s.refs.c.target == "item", s.refs.c.system == system))
+        )
+    return [item_view(conn, row) for row in conn.execute(query.order_by(s.items.c.id).limit(limit)).mappings()]

@@ -354,3 +354,16 @@ def test_company_link_resolves_or_creates_the_company(backend):
     person = hub.get_client(r.client_id)
     company = hub.get_client(person.company_id)
     assert company.kind == "company" and company.name == "ООО Ромашка"
+
+
+def test_clients_and_items_stream_page_by_page_with_filters(backend):
+    hub = backend.hub()
+    for i in range(25):
+        hub.ingest(InteractionObservation(source=ref("pbx", "call", str(i), ""), channel="call" if i % 2 else "email",
+                                          client=ClientKey(phones=[f"+7916{i:07d}"]), occurred_at=T0 + timedelta(i)))
+    assert len(list(hub.iter_clients(page=7))) == 25
+    calls = list(hub.iter_items(channel="call", page=4))
+    assert len(calls) == 12 and all(c.channel == "call" for c in calls)
+    assert len(list(hub.iter_items(since=T0 + timedelta(20), page=3))) == 5
+    hub.ingest(RefObservation(source=ref(id="900"), target="client", target_id=1))
+    assert [c.id for c in hub.iter_clients(system="bitrix24")] == [1]

@@ -103,16 +103,11 @@ class SinkRunner:
                     )
                     with consumer:
                         while not stop.is_set():
-                            try:
-                                conn.drain_events(timeout=0.2)
+                            if self._drain(conn, 0.2):
                                 # take whatever else is already waiting, to fill batches
                                 for _ in range(prefetch):
-                                    conn.drain_events(timeout=0)
-                            except TimeoutError:
-                                pass
-                            except OSError as exc:
-                                if "timed out" not in str(exc):
-                                    raise
+                                    if not self._drain(conn, 0):
+                                        break
                             if self._buffer:
                                 with self.busy:
                                     self._flush(stop)
@@ -130,6 +125,18 @@ class SinkRunner:
                 )
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
+
+    @staticmethod
+    def _drain(conn: Any, timeout: float) -> bool:
+        try:
+            conn.drain_events(timeout=timeout)
+        except TimeoutError:
+            return False
+        except OSError as exc:
+            if "timed out" not in str(exc):
+                raise
+            return False
+        return True
 
     def _flush(self, stop: threading.Event) -> None:
         buffers, self._buffer = self._buffer, defaultdict(list)

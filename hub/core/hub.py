@@ -19,7 +19,7 @@ from hub.core.errors import BadInput, ConfigError, NotFound
 from hub.core.events import ClientView, ItemView, Observation, SourceRef, observation_adapter
 from hub.core.identity import normalize_email, normalize_phone
 from hub.core.inbox import Inbox
-from hub.core.ingest import Applied, IngestPolicy, apply_observation
+from hub.core.ingest import Applied, Ingest, IngestPolicy, apply_observation
 from hub.core.logging import register_secrets
 from hub.core.merge import merge_clients, unmerge
 from hub.core.metrics import METRICS
@@ -247,15 +247,24 @@ class Hub:
         return result
 
     def ingest_many(self, observations: Sequence[Any], *, strict: bool = True) -> list[Applied | BadInput]:
-        """Apply many observations in one transaction, each in its own savepoint: a bad one is skipped alone."""
-        results: list[Applied | BadInput] = []
-        with self.store.write() as conn:
-            for obs in observations:
-                try:
-                    with conn.begin_nested():
-                        results.append(apply_observation(conn, obs, self.policy, strict=strict))
-                except BadInput as exc:
-                    results.append(exc)
+        """Apply many observations in one transaction, as one unit of work; a refused one is skipped alone.
+
+        Lookups made for one observation serve the next ones of the batch. A refused observation has written
+        nothing (see ``Ingest.apply``); should anything else fail, the batch is rolled back and applied again
+        one observation per savepoint, so one bad observation never costs the others.
+        """
+        try:
+            results = self._ingest_batch(observations, strict)
+        except Exception as exc:
+            log.warning("batch ingest failed; applying one by one", error=str(exc), error_type=type(exc).__name__)
+            results = []
+            with self.store.write() as conn:
+                for obs in observations:
+                    try:
+                        with conn.begin_nested():
+                            results.append(apply_observation(conn, obs, self.policy, strict=strict))
+                    except BadInput as bad:
+                        results.append(bad)
         emitted = 0
         for obs, result in zip(observations, results, strict=True):
             if isinstance(result, BadInput):
@@ -265,6 +274,20 @@ class Hub:
             emitted += len(result.events)
         if emitted:
             self.relay.wake.set()
+        return results
+
+    def _ingest_batch(self, observations: Sequence[Any], strict: bool) -> list[Applied | BadInput]:
+        results: list[Applied | BadInput] = []
+        with self.store.write() as conn:
+            unit = Ingest(conn, self.policy, strict=strict)
+            for obs in observations:
+                try:
+                    results.append(unit.apply(obs))
+                except BadInput as bad:
+                    if unit.wrote:
+                        raise RuntimeError("an observation was refused after it wrote") from bad
+                    results.append(bad)
+            unit.flush()
         return results
 
     # --- reading -----------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, insert, select, text, update
+from sqlalchemy import Connection, bindparam, insert, select, text, update
 
 from hub.core import schema as s
 from hub.core.errors import BadInput
@@ -26,6 +26,7 @@ from hub.core.events import (
     Event,
     InteractionObservation,
     RefObservation,
+    RefView,
     SourceRef,
     TaskObservation,
 )
@@ -33,17 +34,55 @@ from hub.core.identity import normalize_email, normalize_phone
 from hub.core.record import (
     ClientState,
     as_utc,
-    client_refs,
-    find_by_point,
     find_ref,
     item_view,
     live_id,
     load_client,
+    point_owners,
+    point_owners_many,
 )
 
 log = structlog.get_logger("hub.ingest")
 
 ITEM_EVENT = {"interaction": "interaction.added", "deal": "deal.changed", "task": "task.changed"}
+
+# Statements built once: building and cache-keying a statement costs more than running it on SQLite.
+_INSERT_CLIENT = insert(s.clients)
+_UPDATE_CLIENT = (
+    update(s.clients)
+    .where(s.clients.c.id == bindparam("client_id"))
+    .values(
+        name=bindparam("name"),
+        search=bindparam("search"),
+        company_id=bindparam("company_id"),
+        fields=bindparam("fields", type_=s.clients.c.fields.type),
+        version=bindparam("version"),
+        updated_at=bindparam("updated_at"),
+    )
+)
+_INSERT_REF = insert(s.refs)
+_INSERT_POINT = insert(s.contact_points)
+_INSERT_ITEM = insert(s.items)
+_INSERT_OUTBOX = insert(s.outbox)
+_ITEM = select(s.items).where(s.items.c.id == bindparam("id"))
+_UPDATE_ITEM = (
+    update(s.items)
+    .where(s.items.c.id == bindparam("item_id"))
+    .values(
+        fields=bindparam("fields", type_=s.items.c.fields.type),
+        version=bindparam("version"),
+        updated_at=bindparam("updated_at"),
+        occurred_at=bindparam("occurred_at"),
+    )
+)
+_NOT_ITEM_FIELDS = frozenset(
+    {"schema_version", "source", "observed_at", "kind", "client", "fields", "channel", "occurred_at"}
+)
+_OPEN_CANDIDATE = select(s.merge_candidates.c.id).where(
+    s.merge_candidates.c.client_id == bindparam("a"),
+    s.merge_candidates.c.other_id == bindparam("b"),
+    s.merge_candidates.c.status == "open",
+)
 
 
 @dataclass
@@ -116,9 +155,22 @@ class Ingest:
         self.policy = policy
         self.strict = strict
         self.result = Applied()
+        self.wrote = False
+        self._pending: dict[str, list[dict[str, Any]]] = {"contact_points": [], "refs": [], "outbox": []}
+        self._refs: dict[tuple[str, str, str, str], tuple[str, int] | None] = {}
+        self._point_cache: dict[tuple[str, str, str | None], list[int]] = {}
+        self._states: dict[int, ClientState] = {}
 
     # --- entry point -------------------------------------------------------------------------------------
+    def _write(self, statement: Any, params: Any = None) -> Any:
+        self.wrote = True
+        return self.conn.execute(statement, params)
+
     def apply(self, obs: Any) -> Applied:
+        """Apply one observation. Everything that can refuse it (``BadInput``) is checked before the first write,
+        so a refused observation leaves no trace even without a savepoint (``wrote`` stays false)."""
+        self.result = Applied()
+        self.wrote = False
         if isinstance(obs, ClientObservation):
             self._apply_client(obs)
         elif isinstance(obs, InteractionObservation | DealObservation | TaskObservation):
@@ -187,6 +239,30 @@ class Ingest:
             digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
             self.conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": digest})
 
+    # --- cached lookups (one observation asks the same questions several times) ---------------------------
+    def _find_ref(self, ref: SourceRef) -> tuple[str, int] | None:
+        key = (ref.system, ref.account, ref.entity, ref.id)
+        if key not in self._refs:
+            self._refs[key] = find_ref(self.conn, ref)
+        return self._refs[key]
+
+    def _owners(self, kind: str, values: list[str], client_kind: str | None) -> dict[str, list[int]]:
+        missing = [v for v in values if (kind, v, client_kind) not in self._point_cache]
+        if missing:
+            found = point_owners(self.conn, kind, missing, client_kind)
+            for v in missing:
+                self._point_cache[(kind, v, client_kind)] = found.get(v, [])
+        return {v: self._point_cache[(kind, v, client_kind)] for v in values}
+
+    def _prefetch_points(self, wanted: list[tuple[str, list[str]]], client_kind: str | None) -> None:
+        """One query for every contact point an observation names (phones, emails, identity keys)."""
+        pairs = [(k, v) for k, values in wanted for v in values if (k, v, client_kind) not in self._point_cache]
+        if len(pairs) < 2:
+            return
+        found = point_owners_many(self.conn, pairs, client_kind)
+        for k, v in pairs:
+            self._point_cache[(k, v, client_kind)] = found.get((k, v), [])
+
     # --- clients -----------------------------------------------------------------------------------------
     def _resolve(
         self,
@@ -200,11 +276,13 @@ class Ingest:
     ) -> int | None:
         """Identity resolution: external ref, identity keys, phones, emails. Ambiguity is recorded."""
         if ref is not None:
-            found = find_ref(self.conn, ref)
+            found = self._find_ref(ref)
             if found is not None and found[0] == "client":
                 return live_id(self.conn, found[1])
+        self._prefetch_points([*((k, [v]) for k, v in keys), ("phone", phones), ("email", emails)], kind)
         for point_kind, values in (*((k, [v]) for k, v in keys), ("phone", phones), ("email", emails)):
-            ids = find_by_point(self.conn, point_kind, values, kind)
+            owners = self._owners(point_kind, values, kind)
+            ids = sorted({cid for found_ids in owners.values() for cid in found_ids})
             if ids:
                 chosen = ids[0]
                 for other in ids[1:]:
@@ -216,39 +294,14 @@ class Ingest:
         a, b = sorted((client_id, other_id))
         if a == b:
             return
-        exists = self.conn.execute(
-            select(s.merge_candidates.c.id).where(
-                s.merge_candidates.c.client_id == a,
-                s.merge_candidates.c.other_id == b,
-                s.merge_candidates.c.status == "open",
-            )
-        ).first()
+        exists = self.conn.execute(_OPEN_CANDIDATE, {"a": a, "b": b}).first()
         if exists is None:
-            self.conn.execute(
+            self._write(
                 insert(s.merge_candidates).values(
                     client_id=a, other_id=b, reason=reason[:320], status="open", created_at=_now()
                 )
             )
             log.info("merge candidate recorded", client_id=a, other_id=b, reason=reason)
-
-    def _new_client(self, kind: str, now: datetime) -> ClientState:
-        cid = self.conn.execute(
-            insert(s.clients).values(
-                kind=kind, name=None, search="", fields={}, version=0, created_at=now, updated_at=now
-            )
-        ).inserted_primary_key
-        assert cid is not None
-        return ClientState(
-            id=int(cid[0]),
-            kind=kind,
-            name=None,
-            company_id=None,
-            fields={},
-            version=0,
-            merged_into=None,
-            created_at=now,
-            updated_at=now,
-        )
 
     def _apply_client(self, obs: ClientObservation, *, link_ref: bool = True) -> None:
         phones, emails = self._phones(obs.phones), self._emails(obs.emails)
@@ -264,10 +317,20 @@ class Ingest:
             reason_origin=str(obs.source),
         )
         now = _now()
-        state = load_client(self.conn, cid, for_update=self.policy.postgres) if cid else None
+        state = self._state(cid, for_update=self.policy.postgres) if cid else None
         created = state is None
         if state is None:
-            state = self._new_client(obs.client_kind, now)
+            state = ClientState(
+                id=0,
+                kind=obs.client_kind,
+                name=None,
+                company_id=None,
+                fields={},
+                version=0,
+                merged_into=None,
+                created_at=now,
+                updated_at=now,
+            )
         changed: list[str] = []
         t = _iso(obs.observed_at)
 
@@ -290,20 +353,64 @@ class Ingest:
             if self._set_field(state, fieldname, _jsonable(value), origin, t):
                 changed.append(fieldname)
 
+        new_points: list[tuple[str, str]] = []
         for kind, vals in (("phone", phones), ("email", emails), *((k, [v]) for k, v in keys)):
             for value in vals:
-                if (kind, value) in state.points:
-                    continue
-                others = [o for o in find_by_point(self.conn, kind, [value], obs.client_kind) if o != state.id]
-                for other in others:
-                    self._candidate(state.id, other, f"shared {kind} {value} ({obs.source})")
-                self._add_point(state, kind, value, origin, obs.observed_at)
-                if kind in ("phone", "email"):
-                    changed.append(f"{kind}s")
-        if link_ref:
-            self._link_ref(obs.source, "client", state.id)
+                if (kind, value) not in state.points and (kind, value) not in new_points:
+                    new_points.append((kind, value))
+                    if kind in ("phone", "email"):
+                        changed.append(f"{kind}s")
+        for point in new_points:
+            state.points[point] = 0
+        if created:
+            state.version = 1
+            inserted = self._write(
+                _INSERT_CLIENT,
+                {
+                    "kind": state.kind,
+                    "name": state.name,
+                    "search": state.search_text(),
+                    "company_id": state.company_id,
+                    "fields": state.fields,
+                    "version": 1,
+                    "created_at": now,
+                    "updated_at": now,
+                },
+            ).inserted_primary_key
+            assert inserted is not None
+            state.id = int(inserted[0])
+            self._states[state.id] = state
+        if new_points:
+            for kind, value in new_points:
+                for other in self._owners(kind, [value], obs.client_kind)[value]:
+                    if other != state.id:
+                        self._candidate(state.id, other, f"shared {kind} {value} ({obs.source})")
+                self._point_cache[(kind, value, obs.client_kind)] = sorted(
+                    {*self._point_cache.get((kind, value, obs.client_kind), []), state.id}
+                )
+            self._defer(
+                "contact_points",
+                [
+                    {"client_id": state.id, "kind": k, "value": v, "origin": origin, "observed_at": obs.observed_at}
+                    for k, v in new_points
+                ],
+            )
+        if link_ref and self._link_ref(obs.source, "client", state.id):
+            state.refs.append(
+                RefView(
+                    system=obs.source.system, account=obs.source.account, entity=obs.source.entity, id=obs.source.id
+                )
+            )
         self._finish_client(state, obs.source, changed, created, now)
         self.result.client_id = state.id
+
+    def _state(self, client_id: int, *, for_update: bool = False) -> ClientState | None:
+        state = self._states.get(client_id)
+        if state is None:
+            state = load_client(self.conn, client_id, for_update=for_update)
+            if state is not None:
+                self._states[client_id] = state
+        return state
 
     def _set_field(self, state: ClientState, fieldname: str, value: Any, origin: str, t: str) -> bool:
         old = state.fields.get(fieldname)
@@ -318,15 +425,8 @@ class Ingest:
             state.company_id = value
         return True
 
-    def _add_point(self, state: ClientState, kind: str, value: str, origin: str, at: datetime) -> None:
-        pid = self.conn.execute(
-            insert(s.contact_points).values(client_id=state.id, kind=kind, value=value, origin=origin, observed_at=at)
-        ).inserted_primary_key
-        assert pid is not None
-        state.points[(kind, value)] = int(pid[0])
-
     def _link_ref(self, ref: SourceRef, target: str, target_id: int) -> bool:
-        found = find_ref(self.conn, ref)
+        found = self._find_ref(ref)
         if found is not None:
             if found == (target, target_id):
                 return False
@@ -335,17 +435,21 @@ class Ingest:
                 if current is not None and current != target_id:
                     self._candidate(target_id, current, f"same {ref.system} {ref.entity} {ref.id}")
             return False
-        self.conn.execute(
-            insert(s.refs).values(
-                system=ref.system,
-                account=ref.account,
-                entity=ref.entity,
-                ext_id=ref.id,
-                target=target,
-                target_id=target_id,
-                created_at=_now(),
-            )
+        self._defer(
+            "refs",
+            [
+                {
+                    "system": ref.system,
+                    "account": ref.account,
+                    "entity": ref.entity,
+                    "ext_id": ref.id,
+                    "target": target,
+                    "target_id": target_id,
+                    "created_at": _now(),
+                }
+            ],
         )
+        self._refs[(ref.system, ref.account, ref.entity, ref.id)] = (target, target_id)
         return True
 
     def _finish_client(
@@ -353,21 +457,21 @@ class Ingest:
     ) -> None:
         if not changed and not created:
             return
-        state.version += 1
-        state.updated_at = now
-        state.refs = client_refs(self.conn, state.id)
-        self.conn.execute(
-            update(s.clients)
-            .where(s.clients.c.id == state.id)
-            .values(
-                name=state.name,
-                search=state.search_text(),
-                company_id=state.company_id,
-                fields=state.fields,
-                version=state.version,
-                updated_at=now,
+        if not created:
+            state.version += 1
+            state.updated_at = now
+            self._write(
+                _UPDATE_CLIENT,
+                {
+                    "client_id": state.id,
+                    "name": state.name,
+                    "search": state.search_text(),
+                    "company_id": state.company_id,
+                    "fields": state.fields,
+                    "version": state.version,
+                    "updated_at": now,
+                },
             )
-        )
         changed_fields = sorted(set(changed)) if not created else ["created", *sorted(set(changed))]
         self._emit(
             Event(
@@ -419,13 +523,13 @@ class Ingest:
         self._lock([str(obs.source)])
         origin = obs.source.origin
         t = _iso(obs.observed_at)
-        found = find_ref(self.conn, obs.source)
+        found = self._find_ref(obs.source)
         values = self._item_values(obs)
         now = _now()
         if found is not None and found[0] == "item":
-            row = self.conn.execute(select(s.items).where(s.items.c.id == found[1])).mappings().first()
+            row = self.conn.execute(_ITEM, {"id": found[1]}).mappings().first()
             if row is not None:
-                self._update_item(row, obs, values, origin, t, now)
+                self._update_item(dict(row), obs, values, origin, t, now)
                 return
         client_id = self._resolve_key(obs.client, origin)
         if client_id is None:
@@ -436,44 +540,33 @@ class Ingest:
         fields = {k: {"v": v, "s": origin, "t": t} for k, v in values.items() if v is not None and v != ""}
         if isinstance(obs, DealObservation) and obs.stage:
             fields["stages"] = {"v": [{"stage": obs.stage, "at": t, "s": origin}], "s": origin, "t": t}
-        occurred = getattr(obs, "occurred_at", None) or obs.observed_at
-        channel = obs.channel if isinstance(obs, InteractionObservation) else None
-        item_id = self.conn.execute(
-            insert(s.items).values(
-                client_id=client_id,
-                kind=obs.kind,
-                channel=channel,
-                occurred_at=occurred,
-                fields=fields,
-                source=obs.source.model_dump(),
-                version=1,
-                created_at=now,
-                updated_at=now,
-            )
-        ).inserted_primary_key
-        assert item_id is not None
-        self._link_ref(obs.source, "item", int(item_id[0]))
-        row = self.conn.execute(select(s.items).where(s.items.c.id == item_id[0])).mappings().one()
-        self._emit_item(row, obs.source, ITEM_EVENT[obs.kind], sorted(fields), now)
-        self.result.client_id, self.result.item_id = client_id, int(item_id[0])
+        row = {
+            "client_id": client_id,
+            "kind": obs.kind,
+            "channel": obs.channel if isinstance(obs, InteractionObservation) else None,
+            "occurred_at": getattr(obs, "occurred_at", None) or obs.observed_at,
+            "fields": fields,
+            "source": obs.source.model_dump(),
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
+        inserted = self._write(_INSERT_ITEM, row).inserted_primary_key
+        assert inserted is not None
+        row["id"] = int(inserted[0])
+        refs = [RefView(**row["source"])] if self._link_ref(obs.source, "item", row["id"]) else None
+        self._emit_item(row, obs.source, ITEM_EVENT[obs.kind], sorted(fields), now, refs)
+        self.result.client_id, self.result.item_id = client_id, row["id"]
 
     @staticmethod
     def _item_values(obs: InteractionObservation | DealObservation | TaskObservation) -> dict[str, Any]:
-        skip = {
-            "schema_version",
-            "source",
-            "observed_at",
-            "kind",
-            "client",
-            "fields",
-            "channel",
-            "occurred_at",
-        }
-        values = {k: _jsonable(v) for k, v in obs if k not in skip}
+        values = {k: _jsonable(v) for k, v in obs if k not in _NOT_ITEM_FIELDS}
         values.update({k: _jsonable(v) for k, v in obs.fields.items()})
         return values
 
-    def _update_item(self, row: Any, obs: Any, values: dict[str, Any], origin: str, t: str, now: datetime) -> None:
+    def _update_item(
+        self, row: dict[str, Any], obs: Any, values: dict[str, Any], origin: str, t: str, now: datetime
+    ) -> None:
         fields = dict(row["fields"])
         changed = []
         for name, value in values.items():
@@ -491,35 +584,52 @@ class Ingest:
                 history.append({"stage": value, "at": t, "s": origin})
                 history.sort(key=lambda h: h["at"])
                 fields["stages"] = {"v": history, "s": origin, "t": t}
-        occurred = getattr(obs, "occurred_at", None)
-        new_occurred = as_utc(occurred) if occurred else as_utc(row["occurred_at"])
-        if not changed:
-            self.result.client_id, self.result.item_id = row["client_id"], row["id"]
-            return
-        version = row["version"] + 1
-        self.conn.execute(
-            update(s.items)
-            .where(s.items.c.id == row["id"])
-            .values(fields=fields, version=version, updated_at=now, occurred_at=new_occurred)
-        )
-        fresh = self.conn.execute(select(s.items).where(s.items.c.id == row["id"])).mappings().one()
-        event_type = "interaction.changed" if obs.kind == "interaction" else ITEM_EVENT[obs.kind]
-        self._emit_item(fresh, obs.source, event_type, sorted(changed), now)
         self.result.client_id, self.result.item_id = row["client_id"], row["id"]
+        if not changed:
+            return
+        occurred = getattr(obs, "occurred_at", None)
+        row.update(
+            fields=fields,
+            version=row["version"] + 1,
+            updated_at=now,
+            occurred_at=as_utc(occurred) if occurred else as_utc(row["occurred_at"]),
+        )
+        self._write(
+            _UPDATE_ITEM,
+            {
+                "item_id": row["id"],
+                "fields": fields,
+                "version": row["version"],
+                "updated_at": now,
+                "occurred_at": row["occurred_at"],
+            },
+        )
+        event_type = "interaction.changed" if obs.kind == "interaction" else ITEM_EVENT[obs.kind]
+        self._emit_item(row, obs.source, event_type, sorted(changed), now)
 
-    def _emit_item(self, row: Any, origin: SourceRef, event_type: str, changed: list[str], now: datetime) -> None:
-        client_id = live_id(self.conn, row["client_id"]) or row["client_id"]
-        state = load_client(self.conn, client_id)
+    def _emit_item(
+        self,
+        row: dict[str, Any],
+        origin: SourceRef,
+        event_type: str,
+        changed: list[str],
+        now: datetime,
+        refs: list[RefView] | None = None,
+    ) -> None:
+        state = self._states.get(row["client_id"])
+        if state is None:
+            client_id = live_id(self.conn, row["client_id"]) or row["client_id"]
+            state = self._state(client_id)
         assert state is not None
         self._emit(
             Event(
-                type=event_type,
-                client_id=client_id,
-                version=state.version,  # type: ignore[arg-type]
+                type=event_type,  # type: ignore[arg-type]
+                client_id=state.id,
+                version=state.version,
                 origin=origin,
                 changed=changed,
                 client=state.view(),
-                item=item_view(self.conn, row),
+                item=item_view(self.conn, row, refs),
                 occurred_at=now,
             )
         )
@@ -540,20 +650,41 @@ class Ingest:
 
     # --- outbox ------------------------------------------------------------------------------------------
     def _emit(self, event: Event) -> None:
-        self.conn.execute(
-            insert(s.outbox).values(
-                event_id=event.event_id,
-                client_id=event.client_id,
-                type=event.type,
-                origin=event.origin.origin,
-                payload=event.model_dump_json(),
-                created_at=event.occurred_at,
-                relayed=False,
-            )
+        self._defer(
+            "outbox",
+            [
+                {
+                    "event_id": event.event_id,
+                    "client_id": event.client_id,
+                    "type": event.type,
+                    "origin": event.origin.origin,
+                    "payload": event.model_dump_json(),
+                    "created_at": event.occurred_at,
+                    "relayed": False,
+                    "target_sink": None,
+                }
+            ],
         )
         self.result.events.append(event)
+
+    # --- deferred writes ---------------------------------------------------------------------------------
+    def _defer(self, table: str, rows: list[dict[str, Any]]) -> None:
+        """Rows nothing in this unit reads back from the database (its caches know them): written by flush()."""
+        self.wrote = True
+        self._pending[table].extend(rows)
+
+    def flush(self) -> None:
+        """Write the deferred rows, one executemany per table; the caller commits."""
+        for table, statement in (("contact_points", _INSERT_POINT), ("refs", _INSERT_REF), ("outbox", _INSERT_OUTBOX)):
+            rows = self._pending[table]
+            if rows:
+                self.conn.execute(statement, rows)
+                rows.clear()
 
 
 def apply_observation(conn: Connection, obs: Any, policy: IngestPolicy, *, strict: bool = True) -> Applied:
     """Apply one observation inside the caller's write transaction; return the events it produced."""
-    return Ingest(conn, policy, strict=strict).apply(obs)
+    unit = Ingest(conn, policy, strict=strict)
+    result = unit.apply(obs)
+    unit.flush()
+    return result

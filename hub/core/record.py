@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import Connection, bindparam, select, tuple_
 
 from hub.core import schema as s
 from hub.core.events import ClientView, ItemView, RefView, SourceRef
@@ -59,11 +59,39 @@ class ClientState:
         )
 
 
+_CLIENT = select(s.clients).where(s.clients.c.id == bindparam("id"))
+_CLIENT_FOR_UPDATE = _CLIENT.with_for_update()
+_POINTS = (
+    select(s.contact_points.c.id, s.contact_points.c.kind, s.contact_points.c.value)
+    .where(s.contact_points.c.client_id == bindparam("id"))
+    .order_by(s.contact_points.c.id)
+)
+_REFS = (
+    select(s.refs.c.system, s.refs.c.account, s.refs.c.entity, s.refs.c.ext_id)
+    .where(s.refs.c.target == bindparam("target"), s.refs.c.target_id == bindparam("id"))
+    .order_by(s.refs.c.id)
+)
+_MERGED_INTO = select(s.clients.c.merged_into).where(s.clients.c.id == bindparam("id"))
+_FIND_REF = select(s.refs.c.target, s.refs.c.target_id).where(
+    s.refs.c.system == bindparam("system"),
+    s.refs.c.account == bindparam("account"),
+    s.refs.c.entity == bindparam("entity"),
+    s.refs.c.ext_id == bindparam("ext_id"),
+)
+_POINT_OWNERS = (
+    select(s.contact_points.c.value, s.clients.c.id)
+    .join(s.clients, s.contact_points.c.client_id == s.clients.c.id)
+    .where(
+        s.contact_points.c.kind == bindparam("kind"),
+        s.contact_points.c.value.in_(bindparam("values", expanding=True)),
+        s.clients.c.merged_into.is_(None),
+    )
+)
+_POINT_OWNERS_OF_KIND = _POINT_OWNERS.where(s.clients.c.kind == bindparam("client_kind"))
+
+
 def load_client(conn: Connection, client_id: int, *, for_update: bool = False) -> ClientState | None:
-    query = select(s.clients).where(s.clients.c.id == client_id)
-    if for_update:
-        query = query.with_for_update()
-    row = conn.execute(query).mappings().first()
+    row = conn.execute(_CLIENT_FOR_UPDATE if for_update else _CLIENT, {"id": client_id}).mappings().first()
     if row is None:
         return None
     state = ClientState(
@@ -77,22 +105,14 @@ def load_client(conn: Connection, client_id: int, *, for_update: bool = False) -
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
-    for cp in conn.execute(
-        select(s.contact_points.c.id, s.contact_points.c.kind, s.contact_points.c.value)
-        .where(s.contact_points.c.client_id == client_id)
-        .order_by(s.contact_points.c.id)
-    ):
+    for cp in conn.execute(_POINTS, {"id": client_id}):
         state.points[(cp.kind, cp.value)] = cp.id
     state.refs = client_refs(conn, client_id)
     return state
 
 
-def client_refs(conn: Connection, client_id: int) -> list[RefView]:
-    rows = conn.execute(
-        select(s.refs.c.system, s.refs.c.account, s.refs.c.entity, s.refs.c.ext_id)
-        .where(and_(s.refs.c.target == "client", s.refs.c.target_id == client_id))
-        .order_by(s.refs.c.id)
-    )
+def client_refs(conn: Connection, client_id: int, target: str = "client") -> list[RefView]:
+    rows = conn.execute(_REFS, {"target": target, "id": client_id})
     return [RefView(system=r.system, account=r.account, entity=r.entity, id=r.ext_id) for r in rows]
 
 
@@ -102,7 +122,7 @@ def live_id(conn: Connection, client_id: int) -> int | None:
     current: int | None = client_id
     while current is not None and current not in seen:
         seen.add(current)
-        row = conn.execute(select(s.clients.c.merged_into).where(s.clients.c.id == current)).first()
+        row = conn.execute(_MERGED_INTO, {"id": current}).first()
         if row is None:
             return None
         if row.merged_into is None:
@@ -113,35 +133,57 @@ def live_id(conn: Connection, client_id: int) -> int | None:
 
 def find_ref(conn: Connection, ref: SourceRef) -> tuple[str, int] | None:
     row = conn.execute(
-        select(s.refs.c.target, s.refs.c.target_id).where(
-            and_(
-                s.refs.c.system == ref.system,
-                s.refs.c.account == ref.account,
-                s.refs.c.entity == ref.entity,
-                s.refs.c.ext_id == ref.id,
-            )
-        )
+        _FIND_REF, {"system": ref.system, "account": ref.account, "entity": ref.entity, "ext_id": ref.id}
     ).first()
     return (row.target, row.target_id) if row else None
 
 
+def point_owners(
+    conn: Connection, kind: str, values: list[str], client_kind: str | None = None
+) -> dict[str, list[int]]:
+    """For each value, the live clients holding it as a contact point of ``kind``, oldest first."""
+    if not values:
+        return {}
+    params = {"kind": kind, "values": values}
+    if client_kind:
+        params["client_kind"] = client_kind
+    owners: dict[str, list[int]] = {}
+    for row in conn.execute(_POINT_OWNERS_OF_KIND if client_kind else _POINT_OWNERS, params):
+        owners.setdefault(row.value, []).append(row.id)
+    for ids in owners.values():
+        ids.sort()
+    return owners
+
+
+_POINT_PAIRS_OWNERS = (
+    select(s.contact_points.c.kind, s.contact_points.c.value, s.clients.c.id)
+    .join(s.clients, s.contact_points.c.client_id == s.clients.c.id)
+    .where(
+        tuple_(s.contact_points.c.kind, s.contact_points.c.value).in_(bindparam("pairs", expanding=True)),
+        s.clients.c.merged_into.is_(None),
+    )
+)
+_POINT_PAIRS_OWNERS_OF_KIND = _POINT_PAIRS_OWNERS.where(s.clients.c.kind == bindparam("client_kind"))
+
+
+def point_owners_many(
+    conn: Connection, pairs: list[tuple[str, str]], client_kind: str | None = None
+) -> dict[tuple[str, str], list[int]]:
+    """For each (kind, value), the live clients holding it, oldest first: one query for them all."""
+    params: dict[str, Any] = {"pairs": pairs}
+    if client_kind:
+        params["client_kind"] = client_kind
+    owners: dict[tuple[str, str], list[int]] = {}
+    for row in conn.execute(_POINT_PAIRS_OWNERS_OF_KIND if client_kind else _POINT_PAIRS_OWNERS, params):
+        owners.setdefault((row.kind, row.value), []).append(row.id)
+    for ids in owners.values():
+        ids.sort()
+    return owners
+
+
 def find_by_point(conn: Connection, kind: str, values: list[str], client_kind: str | None = None) -> list[int]:
     """Live clients holding any of these contact points, oldest first."""
-    if not values:
-        return []
-    query = (
-        select(s.clients.c.id)
-        .distinct()
-        .join(s.contact_points, s.contact_points.c.client_id == s.clients.c.id)
-        .where(
-            s.contact_points.c.kind == kind,
-            s.contact_points.c.value.in_(values),
-            s.clients.c.merged_into.is_(None),
-        )
-    )
-    if client_kind:
-        query = query.where(s.clients.c.kind == client_kind)
-    return sorted(r.id for r in conn.execute(query))
+    return sorted({cid for ids in point_owners(conn, kind, values, client_kind).values() for cid in ids})
 
 
 def client_views(conn: Connection, ids: list[int]) -> list[ClientView]:
@@ -164,12 +206,7 @@ def search_clients(conn: Connection, text: str, limit: int = 50) -> list[int]:
     return [r.id for r in rows]
 
 
-def item_view(conn: Connection, row: Any) -> ItemView:
-    refs = conn.execute(
-        select(s.refs.c.system, s.refs.c.account, s.refs.c.entity, s.refs.c.ext_id)
-        .where(and_(s.refs.c.target == "item", s.refs.c.target_id == row["id"]))
-        .order_by(s.refs.c.id)
-    )
+def item_view(conn: Connection, row: Any, refs: list[RefView] | None = None) -> ItemView:
     return ItemView(
         id=row["id"],
         client_id=row["client_id"],
@@ -177,7 +214,7 @@ def item_view(conn: Connection, row: Any) -> ItemView:
         channel=row["channel"],
         occurred_at=as_utc(row["occurred_at"]),
         fields=flatten(row["fields"]),
-        refs=[RefView(system=r.system, account=r.account, entity=r.entity, id=r.ext_id) for r in refs],
+        refs=client_refs(conn, row["id"], "item") if refs is None else refs,
         version=row["version"],
         source=RefView(**row["source"]),
     )

@@ -87,7 +87,8 @@ class SinkRunner:
     def run(self, stop: threading.Event | None = None) -> None:
         stop = stop or self.stop
         backoff = 0.5
-        prefetch = max(self.sink.max_batch * 2, 64)
+        # enough in hand to fill a batch in every partition, so bulk work goes out in full batches
+        prefetch = min(max(self.sink.max_batch * self.bus.partitions, 64), 5000)
         while not stop.is_set():
             try:
                 with self.bus.connection() as conn:

@@ -328,6 +328,21 @@ class Hub:
             live = record.live_id(conn, client_id) or client_id
             return record.timeline(conn, live, limit=limit, kinds=kinds)
 
+    def find_item(self, ref: SourceRef) -> ItemView | None:
+        """The timeline item (interaction, deal, task) known outside as ``ref``, if any."""
+        with self.store.read() as conn:
+            found = record.find_ref(conn, ref)
+            if found is None or found[0] != "item":
+                return None
+            return record.get_item(conn, found[1])
+
+    def get_item(self, item_id: int) -> ItemView:
+        with self.store.read() as conn:
+            item = record.get_item(conn, item_id)
+        if item is None:
+            raise NotFound(f"timeline item {item_id} does not exist")
+        return item
+
     def iter_clients(
         self, *, since: datetime | None = None, system: str | None = None, page: int = 1000
     ) -> Iterator[ClientView]:

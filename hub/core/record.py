@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, tuple_
+from sqlalchemy import Connection, bindparam, select
 
 from hub.core import schema as s
 from hub.core.events import ClientView, ItemView, RefView, SourceRef
@@ -159,7 +159,7 @@ _POINT_PAIRS_OWNERS = (
     select(s.contact_points.c.kind, s.contact_points.c.value, s.clients.c.id)
     .join(s.clients, s.contact_points.c.client_id == s.clients.c.id)
     .where(
-        tuple_(s.contact_points.c.kind, s.contact_points.c.value).in_(bindparam("pairs", expanding=True)),
+        s.contact_points.c.value.in_(bindparam("values", expanding=True)),
         s.clients.c.merged_into.is_(None),
     )
 )
@@ -169,13 +169,15 @@ _POINT_PAIRS_OWNERS_OF_KIND = _POINT_PAIRS_OWNERS.where(s.clients.c.kind == bind
 def point_owners_many(
     conn: Connection, pairs: list[tuple[str, str]], client_kind: str | None = None
 ) -> dict[tuple[str, str], list[int]]:
-    """For each (kind, value), the live clients holding it, oldest first: one query for them all."""
-    params: dict[str, Any] = {"pairs": pairs}
+    """For each (kind, value), the live clients holding it, oldest first: one indexed query for them all."""
+    wanted = set(pairs)
+    params: dict[str, Any] = {"values": sorted({v for _, v in pairs})}
     if client_kind:
         params["client_kind"] = client_kind
     owners: dict[tuple[str, str], list[int]] = {}
     for row in conn.execute(_POINT_PAIRS_OWNERS_OF_KIND if client_kind else _POINT_PAIRS_OWNERS, params):
-        owners.setdefault((row.kind, row.value), []).append(row.id)
+        if (row.kind, row.value) in wanted:
+            owners.setdefault((row.kind, row.value), []).append(row.id)
     for ids in owners.values():
         ids.sort()
     return owners
@@ -218,6 +220,11 @@ def item_view(conn: Connection, row: Any, refs: list[RefView] | None = None) -> 
         version=row["version"],
         source=RefView(**row["source"]),
     )
+
+
+def get_item(conn: Connection, item_id: int) -> ItemView | None:
+    row = conn.execute(select(s.items).where(s.items.c.id == item_id)).mappings().first()
+    return None if row is None else item_view(conn, row)
 
 
 def flatten(fields: dict[str, Any]) -> dict[str, Any]:

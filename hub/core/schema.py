@@ -61,7 +61,8 @@ contact_points = Table(
     Column("observed_at", TZ, nullable=False),
     UniqueConstraint("client_id", "kind", "value"),
 )
-Index("ix_contact_points_lookup", contact_points.c.kind, contact_points.c.value)
+# (value, kind): one index serves the screen-pop lookup and the lookup of all of an observation's points
+Index("ix_contact_points_lookup", contact_points.c.value, contact_points.c.kind)
 
 refs = Table(
     "refs",

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, InitSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from hub.core.errors import ConfigError
 
@@ -62,8 +62,10 @@ class Settings(BaseSettings):
     sink: SinkDefaults = Field(default_factory=SinkDefaults)
     log_level: str = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
-    load_plugins: list[str] | None = Field(None, description="Allowlist of plugin names to load (comma-separated).")
-    plugin_modules: list[str] = Field(
+    load_plugins: Annotated[list[str] | None, NoDecode] = Field(
+        None, description="Allowlist of plugin names to load (comma-separated)."
+    )
+    plugin_modules: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Modules to register as plugins by import path (development)."
     )
     disable_plugin_autoload: bool = Field(False, description="Load no plugin from the 'hub' entry points.")

@@ -7,7 +7,6 @@ A sink is configured by class attributes (``max_batch``, ``rate_limit``, retry s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
 
 from hub.core.events import Event
 
@@ -21,16 +20,18 @@ class Sink:
     - ``rate_limit``: optional ``"2/s burst 50"``; the runner acquires one unit per ``deliver`` call. Plugins
       whose calls fan out into several requests use ``hub.limiter(name, spec)`` in their API client instead.
     - ``max_attempts``, ``backoff_base``, ``backoff_max``: override the hub-wide ``HUB_SINK__*`` defaults.
+
+    Set them on the class or, per connected account, on the instance.
     """
 
     name: str = ""
     system: str = ""
     account: str = ""
-    max_batch: ClassVar[int] = 1
-    rate_limit: ClassVar[str | None] = None
-    max_attempts: ClassVar[int | None] = None
-    backoff_base: ClassVar[float | None] = None
-    backoff_max: ClassVar[float | None] = None
+    max_batch: int = 1
+    rate_limit: str | None = None
+    max_attempts: int | None = None
+    backoff_base: float | None = None
+    backoff_max: float | None = None
 
     def accepts(self, event: Event) -> bool:
         """Whether this sink wants the event at all (filter by type, say). Skipped events are recorded."""

@@ -31,13 +31,27 @@ def run_cli(backend, monkeypatch):
 
 
 def test_ingest_then_find_and_show_with_cyrillic(run_cli):
-    lines = "\n".join(json.dumps(o, ensure_ascii=False) for o in [
-        {"kind": "client", "source": {"system": "excel", "entity": "row", "id": "1"}, "name": "Анна Смирнова",
-         "phones": ["8 (916) 555-44-33"], "emails": ["Anna@Firma.ru"]},
-        {"kind": "interaction", "channel": "email", "source": {"system": "mail", "entity": "msg", "id": "m1"},
-         "client": {"emails": ["anna@firma.ru"]}, "subject": "Коммерческое предложение", "direction": "in"},
-        {"kind": "client", "source": {"system": "excel", "entity": "row", "id": "2"}, "phones": ["000"]},
-    ])
+    lines = "\n".join(
+        json.dumps(o, ensure_ascii=False)
+        for o in [
+            {
+                "kind": "client",
+                "source": {"system": "excel", "entity": "row", "id": "1"},
+                "name": "Анна Смирнова",
+                "phones": ["8 (916) 555-44-33"],
+                "emails": ["Anna@Firma.ru"],
+            },
+            {
+                "kind": "interaction",
+                "channel": "email",
+                "source": {"system": "mail", "entity": "msg", "id": "m1"},
+                "client": {"emails": ["anna@firma.ru"]},
+                "subject": "Коммерческое предложение",
+                "direction": "in",
+            },
+            {"kind": "client", "source": {"system": "excel", "entity": "row", "id": "2"}, "phones": ["000"]},
+        ]
+    )
     result = run_cli("ingest", "-", input=lines)
     assert result.exit_code == 1  # one line was rejected, and said so
     assert "2 applied, 0 unchanged, 1 rejected" in result.output and "line 3" in result.output
@@ -56,11 +70,28 @@ def test_show_unknown_client_is_a_clear_error(run_cli):
 
 
 def test_merge_unmerge_and_candidates(run_cli):
-    run_cli("ingest", "-", input="\n".join(json.dumps(o) for o in [
-        {"kind": "client", "source": {"system": "b24", "entity": "c", "id": "1"}, "name": "A", "phones": ["+79161111111"]},
-        {"kind": "client", "source": {"system": "b24", "entity": "c", "id": "2"}, "name": "B", "emails": ["b@x.ru"]},
-        {"kind": "client", "source": {"system": "b24", "entity": "c", "id": "2"}, "phones": ["+79161111111"]},
-    ]))
+    run_cli(
+        "ingest",
+        "-",
+        input="\n".join(
+            json.dumps(o)
+            for o in [
+                {
+                    "kind": "client",
+                    "source": {"system": "b24", "entity": "c", "id": "1"},
+                    "name": "A",
+                    "phones": ["+79161111111"],
+                },
+                {
+                    "kind": "client",
+                    "source": {"system": "b24", "entity": "c", "id": "2"},
+                    "name": "B",
+                    "emails": ["b@x.ru"],
+                },
+                {"kind": "client", "source": {"system": "b24", "entity": "c", "id": "2"}, "phones": ["+79161111111"]},
+            ]
+        ),
+    )
     candidates = json.loads(run_cli("clients", "candidates", "--json").output)
     assert [(c["client_id"], c["other_id"]) for c in candidates] == [(1, 2)]
     merged = run_cli("clients", "merge", "1", "2")

@@ -359,11 +359,31 @@ def test_company_link_resolves_or_creates_the_company(backend):
 def test_clients_and_items_stream_page_by_page_with_filters(backend):
     hub = backend.hub()
     for i in range(25):
-        hub.ingest(InteractionObservation(source=ref("pbx", "call", str(i), ""), channel="call" if i % 2 else "email",
-                                          client=ClientKey(phones=[f"+7916{i:07d}"]), occurred_at=T0 + timedelta(i)))
+        hub.ingest(
+            InteractionObservation(
+                source=ref("pbx", "call", str(i), ""),
+                channel="call" if i % 2 else "email",
+                client=ClientKey(phones=[f"+7916{i:07d}"]),
+                occurred_at=T0 + timedelta(i),
+            )
+        )
     assert len(list(hub.iter_clients(page=7))) == 25
     calls = list(hub.iter_items(channel="call", page=4))
     assert len(calls) == 12 and all(c.channel == "call" for c in calls)
     assert len(list(hub.iter_items(since=T0 + timedelta(20), page=3))) == 5
     hub.ingest(RefObservation(source=ref(id="900"), target="client", target_id=1))
     assert [c.id for c in hub.iter_clients(system="bitrix24")] == [1]
+
+
+def test_a_timeline_item_is_found_by_its_external_ref(backend):
+    hub = backend.hub()
+    src = ref("amocrm", "note", "55", "acme")
+    r = hub.ingest(
+        InteractionObservation(
+            source=src, channel="note", client=ClientKey(phones=["+79161234567"]), body="Позвонить завтра"
+        )
+    )
+    item = hub.find_item(src)
+    assert item is not None and item.id == r.item_id and item.fields["body"] == "Позвонить завтра"
+    assert hub.find_item(ref("amocrm", "note", "56", "acme")) is None
+    assert hub.get_item(r.item_id).client_id == r.client_id

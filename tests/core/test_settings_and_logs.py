@@ -37,8 +37,9 @@ def clean_env(monkeypatch, tmp_path):
 
 
 def test_env_beats_dotenv_beats_toml(clean_env, monkeypatch):
-    (clean_env / "hub.toml").write_text('default_region = "KZ"\npartitions = 3\n[http]\nport = 9001\n'
-                                        '[demo]\nrate_limit = "5/s burst 250"\n', "utf-8")
+    (clean_env / "hub.toml").write_text(
+        'default_region = "KZ"\npartitions = 3\n[http]\nport = 9001\n[demo]\nrate_limit = "5/s burst 250"\n', "utf-8"
+    )
     (clean_env / ".env").write_text("HUB_PARTITIONS=5\nHUB_DEMO__WEBHOOK_URL=https://x.bitrix24.ru/rest/1/abc123/\n")
     monkeypatch.setenv("HUB_PARTITIONS", "7")
     settings = load_settings()
@@ -76,9 +77,14 @@ def test_secrets_are_redacted_from_logs_wherever_they_appear():
     configure_logging("info", "json", stream)
     register_secrets(["tok-abcdef-123456"])
     log = structlog.get_logger("test")
-    log.info("calling", url="https://acme.bitrix24.ru/rest/1/q1w2e3r4t5y6/crm.contact.add",
-             access_token="AT-1", note="token tok-abcdef-123456 leaked in text",
-             db="postgresql+psycopg://hub:pa55word@db/hub", header="Bearer abcdefghijklmnop")
+    log.info(
+        "calling",
+        url="https://acme.bitrix24.ru/rest/1/q1w2e3r4t5y6/crm.contact.add",
+        access_token="AT-1",
+        note="token tok-abcdef-123456 leaked in text",
+        db="postgresql+psycopg://hub:pa55word@db/hub",
+        header="Bearer abcdefghijklmnop",
+    )
     logging.getLogger("uvicorn.error").warning("GET /rest/crm.contact.get?auth=zzzsecretzzz&id=1")
     out = stream.getvalue()
     for secret in ("q1w2e3r4t5y6", "AT-1", "tok-abcdef-123456", "pa55word", "abcdefghijklmnop", "zzzsecretzzz"):
@@ -89,11 +95,27 @@ def test_secrets_are_redacted_from_logs_wherever_they_appear():
 
 def test_config_show_masks_every_secret(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-    env.update({"HUB_DATA_DIR": str(tmp_path), "HUB_HTTP__API_TOKEN": "api-token-value-1",
-                "HUB_DATABASE_URL": f"sqlite:///{tmp_path}/x.db", "HUB_BUS_URL": "amqp://hub:bus-pass-9@mq//",
-                "HUB_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONPATH": str(ROOT)})
-    out = subprocess.run([sys.executable, "-m", "hub.cli", "config", "show"], env=env, capture_output=True,
-                         text=True, check=True)
+    env.update(
+        {
+            "HUB_DATA_DIR": str(tmp_path),
+            "HUB_HTTP__API_TOKEN": "api-token-value-1",
+            "HUB_DATABASE_URL": f"sqlite:///{tmp_path}/x.db",
+            "HUB_BUS_URL": "amqp://hub:bus-pass-9@mq//",
+            "HUB_DISABLE_PLUGIN_AUTOLOAD": "1",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "config", "show"], env=env, capture_output=True, text=True, check=True
+    )
     assert "api-token-value-1" not in out.stdout and "bus-pass-9" not in out.stdout
     data = json.loads(out.stdout)
     assert data["http"]["api_token"] == "**********" and data["bus_url"] == "amqp://hub:***@mq//"
+
+
+def test_plugin_lists_from_env_are_comma_separated(clean_env, monkeypatch):
+    monkeypatch.setenv("HUB_PLUGIN_MODULES", "tests.core.effect_sink, other.module")
+    monkeypatch.setenv("HUB_LOAD_PLUGINS", "bitrix24,amocrm")
+    settings = load_settings()
+    assert settings.plugin_modules == ["tests.core.effect_sink", "other.module"]
+    assert settings.load_plugins == ["bitrix24", "amocrm"]

@@ -156,7 +156,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("client_id", "kind", "value", name=op.f("uq_contact_points_client_id_kind_value")),
     )
     with op.batch_alter_table("contact_points", schema=None) as batch_op:
-        batch_op.create_index("ix_contact_points_lookup", ["kind", "value"], unique=False)
+        batch_op.create_index("ix_contact_points_lookup", ["value", "kind"], unique=False)
 
     op.create_table(
         "items",

@@ -125,7 +125,7 @@ def plugins_list(ctx: click.Context, as_json: bool) -> None:
     """Name, version, hooks and health of every loaded plugin."""
     hub = get_hub(ctx)
     health = hub.health()["plugins"]
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": i.name,
             "version": i.version,

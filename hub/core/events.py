@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 
 Scalar = str | int | float | bool | None
 
@@ -121,7 +121,7 @@ class InteractionObservation(_ObservationBase):
 
     @field_validator("occurred_at", "ended_at")
     @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
+    def _utc_optional(cls, value: datetime | None) -> datetime | None:
         return None if value is None else _aware(value)
 
 

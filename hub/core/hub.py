@@ -301,15 +301,16 @@ class Hub:
         limit: int = 50,
     ) -> list[ClientView]:
         with self.store.read() as conn:
+            ids: list[int | None]
             if ref is not None:
                 found = record.find_ref(conn, ref)
                 ids = [record.live_id(conn, found[1])] if found and found[0] == "client" else []
             elif phone:
-                ids = record.find_by_point(conn, "phone", [normalize_phone(phone, self.settings.default_region)])
+                ids = [*record.find_by_point(conn, "phone", [normalize_phone(phone, self.settings.default_region)])]
             elif email:
-                ids = record.find_by_point(conn, "email", [normalize_email(email)])
+                ids = [*record.find_by_point(conn, "email", [normalize_email(email)])]
             elif q:
-                ids = record.search_clients(conn, q, limit)
+                ids = [*record.search_clients(conn, q, limit)]
             else:
                 raise BadInput("give phone, email, q or ref to find clients")
             return record.client_views(conn, [i for i in ids if i is not None][:limit])
@@ -323,9 +324,9 @@ class Hub:
 
     def timeline(self, client_id: int, *, limit: int = 100, kinds: list[str] | None = None) -> list[ItemView]:
         with self.store.read() as conn:
-            if record.load_client(conn, client_id) is None:
+            live = record.live_id(conn, client_id)
+            if live is None:
                 raise NotFound(f"client {client_id} does not exist")
-            live = record.live_id(conn, client_id) or client_id
             return record.timeline(conn, live, limit=limit, kinds=kinds)
 
     def find_item(self, ref: SourceRef) -> ItemView | None:

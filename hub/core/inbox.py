@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hub.core import schema as s
@@ -32,8 +33,9 @@ def _now() -> datetime:
 
 
 class Inbox:
-    def __init__(self, store: Store, policy: RetryPolicy) -> None:
+    def __init__(self, store: Store, policy: RetryPolicy, *, remember: timedelta = timedelta(hours=24)) -> None:
         self.store = store
+        self.remember = remember  # how long a handled dedup key still refuses a repeat
         self.policy = policy
         self.handlers: dict[str, Handler] = {}
         self.wake = threading.Event()
@@ -59,7 +61,9 @@ class Inbox:
 
     def pending(self) -> int:
         with self.store.read() as conn:
-            return len(conn.execute(select(s.inbox.c.id)).all())
+            return int(
+                conn.execute(select(func.count()).select_from(s.inbox).where(s.inbox.c.done_at.is_(None))).scalar() or 0
+            )
 
     def process_once(self, limit: int = 50, *, lease: float = 300.0) -> int:
         """Handle up to ``limit`` due items of kinds this process has handlers for; return how many ran.
@@ -74,16 +78,20 @@ class Inbox:
             with self.store.write() as conn:
                 query = (
                     select(s.inbox)
-                    .where(s.inbox.c.next_at <= _now(), s.inbox.c.kind.in_(list(self.handlers)))
+                    .where(
+                        s.inbox.c.done_at.is_(None),
+                        s.inbox.c.next_at <= _now(),
+                        s.inbox.c.kind.in_(list(self.handlers)),
+                    )
                     .order_by(s.inbox.c.next_at, s.inbox.c.id)
                     .limit(1)
                 )
                 if self.store.is_postgres:
                     query = query.with_for_update(skip_locked=True)
-                row = conn.execute(query).mappings().first()
-                if row is None:
+                found = conn.execute(query).mappings().first()
+                if found is None:
                     return ran
-                row = dict(row)
+                row = dict(found)
                 conn.execute(
                     update(s.inbox)
                     .where(s.inbox.c.id == row["id"])
@@ -138,12 +146,25 @@ class Inbox:
             log.error("inbox item dead-lettered", kind=kind, item=row["id"], attempts=attempts, error=str(exc))
             return
         with self.store.write() as conn:
-            conn.execute(delete(s.inbox).where(s.inbox.c.id == row["id"]))
+            if row["dedup_key"]:
+                conn.execute(update(s.inbox).where(s.inbox.c.id == row["id"]).values(done_at=_now(), error=None))
+            else:
+                conn.execute(delete(s.inbox).where(s.inbox.c.id == row["id"]))
         METRICS.inbox.labels(kind, "done").inc()
 
+    def forget_old(self) -> int:
+        """Drop handled items older than ``remember``; their dedup keys accept a new hint again."""
+        with self.store.write() as conn:
+            result = conn.execute(delete(s.inbox).where(s.inbox.c.done_at < _now() - self.remember))
+        return int(result.rowcount or 0)
+
     def run(self, stop: threading.Event, *, idle: float = 0.5) -> None:
+        last_cleanup = 0.0
         while not stop.is_set():
             try:
+                if time.monotonic() - last_cleanup > 600:
+                    self.forget_old()
+                    last_cleanup = time.monotonic()
                 self.wake.clear()
                 if self.process_once() == 0:
                     self.wake.wait(idle)

@@ -510,7 +510,7 @@ class Ingest:
         )
         sub = ClientObservation(
             source=source,
-            client_kind=kind,  # type: ignore[arg-type]
+            client_kind=kind,
             name=key.name,
             phones=phones,
             emails=emails,
@@ -527,9 +527,9 @@ class Ingest:
         values = self._item_values(obs)
         now = _now()
         if found is not None and found[0] == "item":
-            row = self.conn.execute(_ITEM, {"id": found[1]}).mappings().first()
-            if row is not None:
-                self._update_item(dict(row), obs, values, origin, t, now)
+            existing = self.conn.execute(_ITEM, {"id": found[1]}).mappings().first()
+            if existing is not None:
+                self._update_item(dict(existing), obs, values, origin, t, now)
                 return
         client_id = self._resolve_key(obs.client, origin)
         if client_id is None:
@@ -540,7 +540,7 @@ class Ingest:
         fields = {k: {"v": v, "s": origin, "t": t} for k, v in values.items() if v is not None and v != ""}
         if isinstance(obs, DealObservation) and obs.stage:
             fields["stages"] = {"v": [{"stage": obs.stage, "at": t, "s": origin}], "s": origin, "t": t}
-        row = {
+        new_row: dict[str, Any] = {
             "client_id": client_id,
             "kind": obs.kind,
             "channel": obs.channel if isinstance(obs, InteractionObservation) else None,
@@ -551,12 +551,12 @@ class Ingest:
             "created_at": now,
             "updated_at": now,
         }
-        inserted = self._write(_INSERT_ITEM, row).inserted_primary_key
+        inserted = self._write(_INSERT_ITEM, new_row).inserted_primary_key
         assert inserted is not None
-        row["id"] = int(inserted[0])
-        refs = [RefView(**row["source"])] if self._link_ref(obs.source, "item", row["id"]) else None
-        self._emit_item(row, obs.source, ITEM_EVENT[obs.kind], sorted(fields), now, refs)
-        self.result.client_id, self.result.item_id = client_id, row["id"]
+        new_row["id"] = item_id = int(inserted[0])
+        refs = [RefView(**new_row["source"])] if self._link_ref(obs.source, "item", item_id) else None
+        self._emit_item(new_row, obs.source, ITEM_EVENT[obs.kind], sorted(fields), now, refs)
+        self.result.client_id, self.result.item_id = client_id, item_id
 
     @staticmethod
     def _item_values(obs: InteractionObservation | DealObservation | TaskObservation) -> dict[str, Any]:
@@ -623,7 +623,7 @@ class Ingest:
         assert state is not None
         self._emit(
             Event(
-                type=event_type,  # type: ignore[arg-type]
+                type=event_type,
                 client_id=state.id,
                 version=state.version,
                 origin=origin,

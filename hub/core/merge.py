@@ -26,7 +26,7 @@ def _now() -> datetime:
 def _event(
     conn: Connection,
     client_id: int,
-    event_type: str,
+    event_type: Any,
     origin: SourceRef,
     changed: list[str],
     merged_id: int | None = None,
@@ -36,7 +36,7 @@ def _event(
     event = Event(
         type=event_type,
         client_id=client_id,
-        version=state.version,  # type: ignore[arg-type]
+        version=state.version,
         origin=origin,
         changed=changed,
         client=state.view(),

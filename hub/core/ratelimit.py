@@ -48,7 +48,7 @@ class RateLimiter:
 
     def __init__(self, spec: RateSpec | str, *, clock: object = time.monotonic, margin: float = 0.0) -> None:
         self.spec = RateSpec.parse(spec) if isinstance(spec, str) else spec
-        self._clock = clock  # type: ignore[assignment]
+        self._clock = clock
         self._level = 0.0
         self._last = self._now()
         self._paused_until = 0.0

@@ -45,7 +45,7 @@ class ClientState:
     def view(self) -> ClientView:
         return ClientView(
             id=self.id,
-            kind=self.kind,  # type: ignore[arg-type]
+            kind=self.kind,
             name=self.name,
             phones=self.values("phone"),
             emails=self.values("email"),
@@ -69,6 +69,11 @@ _POINTS = (
 _REFS = (
     select(s.refs.c.system, s.refs.c.account, s.refs.c.entity, s.refs.c.ext_id)
     .where(s.refs.c.target == bindparam("target"), s.refs.c.target_id == bindparam("id"))
+    .order_by(s.refs.c.id)
+)
+_ITEM_REFS = (
+    select(s.refs.c.target_id, s.refs.c.system, s.refs.c.account, s.refs.c.entity, s.refs.c.ext_id)
+    .where(s.refs.c.target == "item", s.refs.c.target_id.in_(bindparam("ids", expanding=True)))
     .order_by(s.refs.c.id)
 )
 _MERGED_INTO = select(s.clients.c.merged_into).where(s.clients.c.id == bindparam("id"))
@@ -231,6 +236,17 @@ def flatten(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: (p["v"] if isinstance(p, dict) and "v" in p else p) for k, p in (fields or {}).items()}
 
 
+def item_refs(conn: Connection, item_ids: list[int]) -> dict[int, list[RefView]]:
+    """The external refs of many timeline items in one query."""
+    refs: dict[int, list[RefView]] = {i: [] for i in item_ids}
+    if not item_ids:
+        return refs
+    rows = conn.execute(_ITEM_REFS, {"ids": item_ids})
+    for r in rows:
+        refs[r.target_id].append(RefView(system=r.system, account=r.account, entity=r.entity, id=r.ext_id))
+    return refs
+
+
 def timeline(
     conn: Connection,
     client_id: int,
@@ -244,8 +260,9 @@ def timeline(
         query = query.where(s.items.c.occurred_at < before)
     if kinds:
         query = query.where(s.items.c.kind.in_(kinds))
-    query = query.order_by(s.items.c.occurred_at.desc(), s.items.c.id.desc()).limit(limit)
-    return [item_view(conn, row) for row in conn.execute(query).mappings()]
+    rows = conn.execute(query.order_by(s.items.c.occurred_at.desc(), s.items.c.id.desc()).limit(limit)).mappings().all()
+    refs = item_refs(conn, [r["id"] for r in rows])
+    return [item_view(conn, row, refs[row["id"]]) for row in rows]
 
 
 def iter_client_ids(
@@ -287,4 +304,6 @@ def iter_items(
         query = query.where(
             s.items.c.id.in_(select(s.refs.c.target_id).where(s.refs.c.target == "item", s.refs.c.system == system))
         )
-    return [item_view(conn, row) for row in conn.execute(query.order_by(s.items.c.id).limit(limit)).mappings()]
+    rows = conn.execute(query.order_by(s.items.c.id).limit(limit)).mappings().all()
+    refs = item_refs(conn, [r["id"] for r in rows])
+    return [item_view(conn, row, refs[row["id"]]) for row in rows]

@@ -12,6 +12,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 from kombu import Producer
@@ -34,7 +35,7 @@ class Relay:
         self.batch = batch
         self.wake = threading.Event()
         self._cursor = 0  # highest outbox id published by this process (embedded transport)
-        self._lock_conn = None
+        self._lock_conn: Any = None
         self._last_complete = 0.0
 
     # --- leadership (PostgreSQL) -------------------------------------------------------------------------
@@ -48,14 +49,14 @@ class Relay:
             if not got:
                 conn.close()
                 return False
-            self._lock_conn = conn  # type: ignore[assignment]
+            self._lock_conn = conn
             log.info("relay leadership taken")
         return True
 
     def _release(self) -> None:
         if self._lock_conn is not None:
             try:
-                self._lock_conn.close()  # type: ignore[attr-defined]
+                self._lock_conn.close()
             finally:
                 self._lock_conn = None
 

@@ -148,8 +148,9 @@ inbox = Table(
     Column("next_at", TZ, nullable=False),
     Column("error", Text),
     Column("created_at", TZ, nullable=False),
+    Column("done_at", TZ),  # handled items with a dedup key stay a while, so a replayed hint is still a repeat
 )
-Index("ix_inbox_due", inbox.c.next_at)
+Index("ix_inbox_due", inbox.c.done_at, inbox.c.next_at)
 
 merge_candidates = Table(
     "merge_candidates",

@@ -17,7 +17,7 @@ from hub.core.sinks import Sink
 
 
 def open_effects(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("CREATE TABLE IF NOT EXISTS effects (event_id TEXT PRIMARY KEY, client_id INT, type TEXT)")
     conn.execute("CREATE TABLE IF NOT EXISTS attempts (event_id TEXT)")

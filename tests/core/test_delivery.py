@@ -187,3 +187,24 @@ def test_inbox_item_is_retried_and_then_dead_lettered_and_replayable(backend):
     hub.dlq.replay(letter.id)
     wait_for(lambda: len(calls) == 3)
     assert calls[-1] == {"id": "42", "name": "Иван"}
+
+
+def test_a_handled_hint_is_still_recognised_as_a_repeat_for_a_while(backend):
+    calls: list[dict] = []
+
+    class InboxPlugin:
+        from hub import hookimpl
+
+        @hookimpl
+        def hub_register_inbox_handlers(self, hub, register):
+            register("test.hint", calls.append)
+
+    hub = backend.hub([("inbox", InboxPlugin())])
+    hub.start("all")
+    assert hub.inbox.put("test.hint", {"id": "7"}, dedup_key="event-7")
+    wait_for(lambda: len(calls) == 1 and hub.inbox.pending() == 0)
+    assert not hub.inbox.put("test.hint", {"id": "7"}, dedup_key="event-7")  # replayed webhook: a repeat
+    hub.inbox.remember = __import__("datetime").timedelta(seconds=0)
+    hub.inbox.forget_old()
+    assert hub.inbox.put("test.hint", {"id": "7"}, dedup_key="event-7")  # after the window it is news again
+    wait_for(lambda: len(calls) == 2)

@@ -72,11 +72,12 @@ def upgrade() -> None:
         sa.Column("next_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("done_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_inbox")),
         sa.UniqueConstraint("dedup_key", name=op.f("uq_inbox_dedup_key")),
     )
     with op.batch_alter_table("inbox", schema=None) as batch_op:
-        batch_op.create_index("ix_inbox_due", ["next_at"], unique=False)
+        batch_op.create_index("ix_inbox_due", ["done_at", "next_at"], unique=False)
 
     op.create_table(
         "merge_candidates",

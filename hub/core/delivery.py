@@ -58,13 +58,14 @@ class SinkRunner:
         policy: RetryPolicy,
         limiter: RateLimiter | None = None,
         *,
-        on_dead: Any = None,
+        timeout: float | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
         self.sink = sink
         self.policy = policy
         self.limiter = limiter
+        self.timeout = timeout
         self.stop = threading.Event()
         self.busy = threading.Lock()
         self.delivered = 0
@@ -208,7 +209,7 @@ class SinkRunner:
                 self.limiter.acquire(1, stop=stop)
             started = time.perf_counter()
             try:
-                self.sink.deliver(events)
+                self._call_with_timeout(events)
             except Exception as exc:
                 METRICS.delivery_seconds.labels(self.sink.name).observe(time.perf_counter() - started)
                 retriable = not isinstance(exc, ExternalAPIError) or exc.retriable
@@ -233,6 +234,32 @@ class SinkRunner:
             age = (_now() - events[-1].occurred_at).total_seconds()
             METRICS.sink_lag.labels(self.sink.name).set(max(0.0, age))
             return None
+
+    def _call_with_timeout(self, events: Sequence[Event]) -> None:
+        """Run ``deliver`` with the timeout; a call still running after it counts as a failed attempt.
+
+        The late call is left to finish on its own thread (Python cannot stop it); sinks are idempotent, so
+        its effect and the retry's effect are one.
+        """
+        if not self.timeout:
+            self.sink.deliver(events)
+            return
+        outcome: list[BaseException | None] = []
+
+        def call() -> None:
+            try:
+                self.sink.deliver(events)
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=call, name=f"deliver:{self.sink.name}", daemon=True)
+        thread.start()
+        thread.join(self.timeout)
+        if thread.is_alive():
+            raise ExternalAPIError(f"delivery to {self.sink.name} took longer than {self.timeout:g} s", retriable=True)
+        if outcome and outcome[0] is not None:
+            raise outcome[0]
 
     def _give_up(
         self, event: Event, error: tuple[BaseException, int], outcomes: dict[str, tuple[str, Event | None, str]]

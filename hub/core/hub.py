@@ -99,7 +99,14 @@ class Hub:
         """The one rate limiter for an external account (``"bitrix24:acme.bitrix24.ru"``), shared process-wide."""
         limiter = self._limiters.get(name)
         if limiter is None:
-            limiter = self._limiters[name] = RateLimiter(spec)
+            calls, waits = METRICS.api_calls.labels(name), METRICS.limit_wait.labels(name)
+
+            def count(requests: int, waited: float) -> None:
+                calls.inc(requests)
+                if waited:
+                    waits.inc(waited)
+
+            limiter = self._limiters[name] = RateLimiter(spec, on_acquire=count)
         return limiter
 
     def _register_sink(self, sink: Sink) -> None:
@@ -146,7 +153,9 @@ class Hub:
                     sink.backoff_base or self.retry_policy.base,
                     sink.backoff_max or self.retry_policy.cap,
                 )
-                runner = SinkRunner(self.store, self.bus, sink, policy, limiter)
+                runner = SinkRunner(
+                    self.store, self.bus, sink, policy, limiter, timeout=sink.timeout or self.settings.sink.timeout
+                )
                 self.runners[sink.name] = runner
                 self._spawn(f"sink:{sink.name}", runner.run, self.stop_event)
             self._spawn("inbox", self.inbox.run, self.stop_event)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hub.core.errors import ConfigError
@@ -46,7 +47,14 @@ class RateLimiter:
     seconds spent waiting, for metrics.
     """
 
-    def __init__(self, spec: RateSpec | str, *, clock: object = time.monotonic, margin: float = 0.0) -> None:
+    def __init__(
+        self,
+        spec: RateSpec | str,
+        *,
+        clock: object = time.monotonic,
+        margin: float = 0.0,
+        on_acquire: Callable[[int, float], None] | None = None,
+    ) -> None:
         self.spec = RateSpec.parse(spec) if isinstance(spec, str) else spec
         self._clock = clock
         self._level = 0.0
@@ -55,6 +63,7 @@ class RateLimiter:
         self._lock = threading.Lock()
         self.margin = margin
         self.waited = 0.0
+        self.on_acquire = on_acquire  # (requests, seconds waited) -> None, for metrics
 
     def _now(self) -> float:
         return float(self._clock())  # type: ignore[operator]
@@ -87,6 +96,8 @@ class RateLimiter:
                 if wait == 0.0 and self._level + n <= self.spec.burst:
                     self._level += n
                     self.waited += total
+                    if self.on_acquire is not None:
+                        self.on_acquire(n, total)
                     return total
                 if wait == 0.0:
                     wait = (self._level + n - self.spec.burst) / self.spec.rate + self.margin

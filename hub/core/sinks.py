@@ -19,7 +19,8 @@ class Sink:
     - ``max_batch``: at most this many events per ``deliver`` call (events of one partition, in order).
     - ``rate_limit``: optional ``"2/s burst 50"``; the runner acquires one unit per ``deliver`` call. Plugins
       whose calls fan out into several requests use ``hub.limiter(name, spec)`` in their API client instead.
-    - ``max_attempts``, ``backoff_base``, ``backoff_max``: override the hub-wide ``HUB_SINK__*`` defaults.
+    - ``max_attempts``, ``backoff_base``, ``backoff_max``, ``timeout``: override the hub-wide ``HUB_SINK__*``
+      defaults (a ``deliver`` call running longer than ``timeout`` seconds counts as a failed attempt).
 
     Set them on the class or, per connected account, on the instance.
     """
@@ -32,6 +33,7 @@ class Sink:
     max_attempts: int | None = None
     backoff_base: float | None = None
     backoff_max: float | None = None
+    timeout: float | None = None
 
     def accepts(self, event: Event) -> bool:
         """Whether this sink wants the event at all (filter by type, say). Skipped events are recorded."""

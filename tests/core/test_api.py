@@ -157,3 +157,20 @@ def test_api_token_protects_the_api_but_not_health(embedded):
         ok = client.get("/api/clients", params={"q": "x"}, headers={"authorization": "Bearer s3cret-token"})
         assert ok.status_code == 200
         assert client.get("/healthz").status_code == 200
+
+
+def _metric(text: str, prefix: str) -> float:
+    lines = [line for line in text.splitlines() if line.startswith(prefix)]
+    return float(lines[0].split()[-1]) if lines else 0.0
+
+
+def test_external_api_calls_and_rate_limit_waits_are_in_the_metrics(api):
+    calls = 'hub_api_calls_total{account="crm:test-account"}'
+    waits = 'hub_rate_limit_wait_seconds_total{account="crm:test-account"}'
+    before = api.get("/metrics").text
+    limiter = api.hub.limiter("crm:test-account", "5/s burst 2")
+    for _ in range(4):
+        limiter.acquire()
+    after = api.get("/metrics").text
+    assert _metric(after, calls) - _metric(before, calls) == 4
+    assert _metric(after, waits) - _metric(before, waits) > 0.2  # two requests over the burst waited ~0.2 s each

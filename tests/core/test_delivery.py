@@ -208,3 +208,22 @@ def test_a_handled_hint_is_still_recognised_as_a_repeat_for_a_while(backend):
     hub.inbox.forget_old()
     assert hub.inbox.put("test.hint", {"id": "7"}, dedup_key="event-7")  # after the window it is news again
     wait_for(lambda: len(calls) == 2)
+
+
+def test_a_sink_that_times_out_is_retried(backend):
+    import time as _time
+
+    class SlowOnce(RecordingSink):
+        def deliver(self, events):
+            if self.calls == 0:
+                self.calls += 1
+                _time.sleep(1.5)  # the remote hangs on the first call
+                return
+            super().deliver(events)
+
+    sink = SlowOnce("slow", "bitrix24")
+    hub = backend.hub([("s", SinkPlugin(sink))], sink={"timeout": 0.3, "backoff_base": 0.05})
+    hub.start("all")
+    hub.ingest(contact(1))
+    wait_for(lambda: len(sink.event_ids()) == 1)
+    assert sink.calls == 2 and hub.dlq.list() == []

@@ -22,17 +22,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kombu import Connection, Consumer, Exchange, Producer, Queue  # noqa: E402
-from sqlalchemy import func, select  # noqa: E402
+import contextlib
 
-from hub import hookimpl  # noqa: E402
-from hub.core import schema as s  # noqa: E402
-from hub.core.events import ClientKey, ClientObservation, Event, InteractionObservation, SourceRef  # noqa: E402
-from hub.core.hub import Hub  # noqa: E402
-from hub.core.logging import configure_logging  # noqa: E402
-from hub.core.plugins import PluginHost  # noqa: E402
-from hub.core.settings import load_settings  # noqa: E402
-from hub.core.sinks import Sink  # noqa: E402
+from kombu import Connection, Consumer, Exchange, Producer, Queue
+from sqlalchemy import func, select
+
+from hub import hookimpl
+from hub.core import schema as s
+from hub.core.events import ClientKey, ClientObservation, Event, InteractionObservation, SourceRef
+from hub.core.hub import Hub
+from hub.core.logging import configure_logging
+from hub.core.plugins import PluginHost
+from hub.core.settings import load_settings
+from hub.core.sinks import Sink
 
 PG = os.environ.get("HUB_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 AMQP = os.environ.get("HUB_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
@@ -65,12 +67,25 @@ def observations(n: int, offset: int = 0) -> list:
     out = []
     for i in range(offset, offset + n):
         if i % 2 == 0:
-            out.append(ClientObservation(source=SourceRef(system="excel", account="bench", entity="row", id=str(i)),
-                                         name=f"Клиент {i}", phones=[f"+7916{i:07d}"], emails=[f"c{i}@example.ru"]))
+            out.append(
+                ClientObservation(
+                    source=SourceRef(system="excel", account="bench", entity="row", id=str(i)),
+                    name=f"Клиент {i}",
+                    phones=[f"+7916{i:07d}"],
+                    emails=[f"c{i}@example.ru"],
+                )
+            )
         else:
-            out.append(InteractionObservation(source=SourceRef(system="pbx", account="bench", entity="call", id=str(i)),
-                                              channel="call", client=ClientKey(phones=[f"+7916{i - 1:07d}"]),
-                                              direction="in", status="answered", duration_s=i % 300))
+            out.append(
+                InteractionObservation(
+                    source=SourceRef(system="pbx", account="bench", entity="call", id=str(i)),
+                    channel="call",
+                    client=ClientKey(phones=[f"+7916{i - 1:07d}"]),
+                    direction="in",
+                    status="answered",
+                    duration_s=i % 300,
+                )
+            )
     return out
 
 
@@ -100,16 +115,15 @@ def raw_kombu(url: str, n: int, size: int) -> float:
 
         def consume(i: int) -> None:
             with Connection(url, transport_options=options) as conn:
+
                 def on(body, message):  # type: ignore[no-untyped-def]
                     received[i] += 1
                     message.ack()
 
                 with Consumer(conn.channel(), queues=[queues[i]], callbacks=[on], prefetch_count=200):
                     while received[i] < n:
-                        try:
+                        with contextlib.suppress(TimeoutError):
                             conn.drain_events(timeout=1)
-                        except TimeoutError:
-                            pass
 
         threads = [threading.Thread(target=consume, args=(i,)) for i in range(2)]
         for t in threads:
@@ -127,8 +141,9 @@ def raw_kombu(url: str, n: int, size: int) -> float:
 
 def run_embedded(n: int, batch: int) -> tuple[float, float, int]:
     tmp = Path(tempfile.mkdtemp())
-    settings = load_settings(data_dir=tmp, database_url=f"sqlite:///{tmp / 'hub.db'}", bus_url="memory://",
-                             log_level="warning")
+    settings = load_settings(
+        data_dir=tmp, database_url=f"sqlite:///{tmp / 'hub.db'}", bus_url="memory://", log_level="warning"
+    )
     plugin = TwoSinks()
     hub = Hub(settings, PluginHost(autoload=False, extra=[("bench", plugin)]))
     hub.migrate()
@@ -136,7 +151,7 @@ def run_embedded(n: int, batch: int) -> tuple[float, float, int]:
     obs = observations(n)
     started = time.perf_counter()
     for i in range(0, n, batch):
-        hub.ingest_many(obs[i:i + batch])
+        hub.ingest_many(obs[i : i + batch])
     ingested = time.perf_counter() - started
     events = count_events(hub)
     while min(s.count for s in plugin.sinks) < events:
@@ -164,8 +179,13 @@ def run_production(n: int, batch: int, workers: int) -> tuple[float, float, int]
     raw = PG.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(raw, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{tag}"')
-    env = {"HUB_DATABASE_URL": f"{PG}?options=-csearch_path%3D{tag}", "HUB_BUS_URL": AMQP,
-           "HUB_BUS_NAMESPACE": tag, "HUB_LOG_LEVEL": "warning", "HUB_PARTITIONS": "8"}
+    env = {
+        "HUB_DATABASE_URL": f"{PG}?options=-csearch_path%3D{tag}",
+        "HUB_BUS_URL": AMQP,
+        "HUB_BUS_NAMESPACE": tag,
+        "HUB_LOG_LEVEL": "warning",
+        "HUB_PARTITIONS": "8",
+    }
     os.environ.update(env)
     try:
         settings = load_settings()
@@ -187,7 +207,7 @@ def run_production(n: int, batch: int, workers: int) -> tuple[float, float, int]
         obs = observations(n)
         started = time.perf_counter()
         threads = []
-        chunks = [obs[i:i + batch] for i in range(0, n, batch)]
+        chunks = [obs[i : i + batch] for i in range(0, n, batch)]
 
         def feed(part: list) -> None:  # two web-like ingest threads
             for chunk in part:
@@ -240,8 +260,10 @@ def main() -> None:
         baseline = raw_kombu("memory://", events, size)
         label, target = "P1 embedded (SQLite + in-process bus)", 2000
     print(f"{label}: {args.n} observations -> {events} events -> 2 sinks")
-    print(f"  end to end        {rate:10,.0f} observations/s   (target >= {target:,}/s: "
-          f"{'met' if rate >= target else 'MISSED'})")
+    print(
+        f"  end to end        {rate:10,.0f} observations/s   (target >= {target:,}/s: "
+        f"{'met' if rate >= target else 'MISSED'})"
+    )
     print(f"  ingest alone      {ingest_rate:10,.0f} observations/s")
     print(f"  raw kombu         {baseline:10,.0f} messages/s published and consumed by 2 queues ({size} B)")
     print(f"  ratio hub/raw     {rate / baseline:10.2f}  (events per observation: {events / args.n:.2f})")

@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 from kombu import Producer
-from sqlalchemy import and_, bindparam, func, select, text, update
+from sqlalchemy import func, select, text, update
 
 from hub.core import schema as s
 from hub.core.bus import BusConfig
@@ -37,6 +37,8 @@ class Relay:
         self._cursor = 0  # highest outbox id published by this process (embedded transport)
         self._lock_conn: Any = None
         self._last_complete = 0.0
+        self.max_inflight = max(4 * batch, 2000)
+        self._inflight = 0
 
     # --- leadership (PostgreSQL) -------------------------------------------------------------------------
     def _lead(self) -> bool:
@@ -66,6 +68,7 @@ class Relay:
         with self.store.read() as conn:
             low = conn.execute(select(func.min(s.outbox.c.id)).where(s.outbox.c.relayed.is_(False))).scalar()
         self._cursor = (low - 1) if low is not None else self._max_id()
+        self._inflight = 0
 
     def _max_id(self) -> int:
         with self.store.read() as conn:
@@ -82,6 +85,11 @@ class Relay:
             query = query.where(s.outbox.c.relayed.is_(False))
         else:
             query = query.where(s.outbox.c.id > self._cursor)
+        if not self.bus.durable:
+            room = self.max_inflight - self._inflight
+            if room <= 0:
+                return 0
+            query = query.limit(min(self.batch, room))
         with self.store.read() as conn:
             rows = conn.execute(query).all()
         if not rows:
@@ -113,40 +121,50 @@ class Relay:
             with self.store.write() as conn:
                 conn.execute(update(s.outbox).where(s.outbox.c.id.in_(ids)).values(relayed=True))
         self._cursor = rows[-1].id
+        self._inflight += len(rows)
         METRICS.events_relayed.inc(len(rows))
         return len(rows)
 
     def complete(self) -> int:
-        """Embedded transport: mark rows relayed once every current sink recorded them. Returns rows marked."""
+        """Embedded transport: mark published rows relayed once every current sink recorded them.
+
+        Returns how many published rows are still waiting for a sink (the relay publishes no further than
+        ``max_inflight`` ahead of the slowest sink, so the in-process bus holds a bounded backlog).
+        """
         if self.bus.durable:
             return 0
         sinks = self.sinks()
-        with self.store.write() as conn:
-            pending = and_(s.outbox.c.relayed.is_(False), s.outbox.c.id <= self._cursor)
-            if not sinks:
-                result = conn.execute(update(s.outbox).where(pending).values(relayed=True))
-                return int(result.rowcount or 0)
-            delivered = (
-                select(func.count())
-                .select_from(s.deliveries)
-                .where(
-                    s.deliveries.c.event_id == s.outbox.c.event_id,
-                    s.deliveries.c.sink.in_(bindparam("sinks", expanding=True)),
-                )
-                .scalar_subquery()
+        with self.store.read() as conn:
+            rows = conn.execute(
+                select(s.outbox.c.id, s.outbox.c.event_id, s.outbox.c.target_sink)
+                .where(s.outbox.c.relayed.is_(False), s.outbox.c.id <= self._cursor)
+                .order_by(s.outbox.c.id)
+                .limit(self.max_inflight)
+            ).all()
+            if not rows:
+                return 0
+            recorded: dict[str, set[str]] = {}
+            if sinks:
+                for d in conn.execute(
+                    select(s.deliveries.c.event_id, s.deliveries.c.sink).where(
+                        s.deliveries.c.sink.in_(sinks), s.deliveries.c.event_id.in_({r.event_id for r in rows})
+                    )
+                ):
+                    recorded.setdefault(d.event_id, set()).add(d.sink)
+        wanted = set(sinks)
+        done = [
+            r.id
+            for r in rows
+            if (
+                r.target_sink in recorded.get(r.event_id, ())
+                if r.target_sink
+                else wanted <= recorded.get(r.event_id, set())
             )
-            targeted = (
-                select(func.count())
-                .select_from(s.deliveries)
-                .where(s.deliveries.c.event_id == s.outbox.c.event_id, s.deliveries.c.sink == s.outbox.c.target_sink)
-                .scalar_subquery()
-            )
-            done_all = and_(s.outbox.c.target_sink.is_(None), delivered >= len(sinks))
-            done_one = and_(s.outbox.c.target_sink.is_not(None), targeted >= 1)
-            result = conn.execute(
-                update(s.outbox).where(pending, done_all | done_one).values(relayed=True), {"sinks": sinks}
-            )
-            return int(result.rowcount or 0)
+        ]
+        if done:
+            with self.store.write() as conn:
+                conn.execute(update(s.outbox).where(s.outbox.c.id.in_(done)).values(relayed=True))
+        return len(rows) - len(done)
 
     def lag(self) -> int:
         with self.store.read() as conn:
@@ -172,8 +190,10 @@ class Relay:
                         self.wake.clear()
                         moved = self.relay_once(producer)
                         now = time.monotonic()
-                        if now - self._last_complete > 0.5:
-                            self.complete()
+                        if not self.bus.durable and (
+                            self._inflight >= self.max_inflight or now - self._last_complete > 0.2
+                        ):
+                            self._inflight = self.complete()
                             self._last_complete = now
                         if moved < self.batch:
                             self.wake.wait(idle)

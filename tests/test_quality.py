@@ -1,0 +1,44 @@
+"""The house rules that tools can check: lint, formatting, types, and the architecture's boundaries."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*cmd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+
+
+def tool(name: str) -> str:
+    found = shutil.which(name) or str(Path(sys.executable).parent / name)
+    if not Path(found).exists():
+        pytest.fail(f"{name} is not installed: pip install -e '.[test]'")
+    return found
+
+
+def test_ruff_finds_nothing():
+    result = run(tool("ruff"), "check", "hub", "plugins", "tests", "bench", "examples")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_code_is_formatted():
+    result = run(tool("ruff"), "format", "--check", "hub", "plugins", "tests", "bench", "examples")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_core_imports_no_plugin_web_or_cli_and_plugins_do_not_import_each_other():
+    result = run(tool("lint-imports"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 kept, 0 broken" in result.stdout
+
+
+def test_mypy_is_clean_on_hub_and_plugins():
+    result = run(tool("mypy"))
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -177,15 +177,24 @@ def main() -> None:
     rows = outcome.plan.rows_read
     observations = len(outcome.plan.observations)
     print(f"bare calamine read:   {read:>9,} rows in {bare:6.2f} s = {read / bare:>9,.0f} rows/s")
-    print(f"plan alone:           {plan.rows_read:>9,} rows in {planned:6.2f} s = {plan.rows_read / planned:>9,.0f} rows/s"
-          f"  ({planned / bare:.1f}x the bare read)")
-    print(f"full import:          {rows:>9,} rows in {full:6.2f} s = {rows / full:>9,.0f} rows/s"
-          f"  ({full / bare:.1f}x the bare read); target >= 10,000 rows/s")
+    print(
+        f"plan alone:           {plan.rows_read:>9,} rows in {planned:6.2f} s = "
+        f"{plan.rows_read / planned:>9,.0f} rows/s"
+        f"  ({planned / bare:.1f}x the bare read)"
+    )
+    print(
+        f"full import:          {rows:>9,} rows in {full:6.2f} s = {rows / full:>9,.0f} rows/s"
+        f"  ({full / bare:.1f}x the bare read); target >= 10,000 rows/s"
+    )
     print(f"  CPU time {cpu:.2f} s = {rows / cpu:,.0f} rows/s (wall time suffers on a busy machine)")
-    print(f"  of which applying {observations:,} observations through hub.ingest_many: {full - planned:.2f} s "
-          f"(about {observations / max(full - planned, 1e-9):,.0f} observations/s; plan measured separately above)")
-    print(f"re-import of the same file (plan reused): {observations:,} observations in {reapplied:.2f} s, "
-          f"created {again.plan.created}, updated {again.plan.updated}, unchanged {again.plan.unchanged:,}")
+    print(
+        f"  of which applying {observations:,} observations through hub.ingest_many: {full - planned:.2f} s "
+        f"(about {observations / max(full - planned, 1e-9):,.0f} observations/s; plan measured separately above)"
+    )
+    print(
+        f"re-import of the same file (plan reused): {observations:,} observations in {reapplied:.2f} s, "
+        f"created {again.plan.created}, updated {again.plan.updated}, unchanged {again.plan.unchanged:,}"
+    )
     print(f"database: {clients:,} clients, {points:,} contact points, {outbox:,} outbox events")
     summary = outcome.summary()
     print({k: v for k, v in summary.items() if isinstance(v, int) and not isinstance(v, bool) and v})

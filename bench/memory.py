@@ -17,12 +17,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from throughput import TwoSinks, observations  # noqa: E402
+from throughput import TwoSinks, observations
 
-from hub.core.hub import Hub  # noqa: E402
-from hub.core.logging import configure_logging  # noqa: E402
-from hub.core.plugins import PluginHost  # noqa: E402
-from hub.core.settings import load_settings  # noqa: E402
+from hub.core.hub import Hub
+from hub.core.logging import configure_logging
+from hub.core.plugins import PluginHost
+from hub.core.settings import load_settings
 
 
 def rss_mb() -> float:
@@ -51,19 +51,24 @@ def main() -> None:
         chunk = min(step, args.n - done)
         obs = observations(chunk, offset=done)  # generated per step: the feeder holds one step at a time
         for i in range(0, chunk, args.batch):
-            hub.ingest_many(obs[i:i + args.batch])
+            hub.ingest_many(obs[i : i + args.batch])
         done += chunk
         del obs
         samples.append((done, rss_mb()))
-        print(f"{done:>9,} observations  RSS {samples[-1][1]:7.1f} MB  "
-              f"{done / (time.perf_counter() - started):7,.0f}/s  outbox lag {hub.relay.lag():,}", flush=True)
+        print(
+            f"{done:>9,} observations  RSS {samples[-1][1]:7.1f} MB  "
+            f"{done / (time.perf_counter() - started):7,.0f}/s  outbox lag {hub.relay.lag():,}",
+            flush=True,
+        )
     hub.wait_idle(timeout=600)
     samples.append((done, rss_mb()))
     hub.stop(grace=30)
     half = [mb for n, mb in samples if n >= args.n // 2]
     peak = max(mb for _, mb in samples)
-    print(f"\nP7: peak RSS {peak:.1f} MB (target <= 200 MB: {'met' if peak <= 200 else 'MISSED'}); "
-          f"second half from {half[0]:.1f} to {half[-1]:.1f} MB ({half[-1] - half[0]:+.1f} MB)")
+    print(
+        f"\nP7: peak RSS {peak:.1f} MB (target <= 200 MB: {'met' if peak <= 200 else 'MISSED'}); "
+        f"second half from {half[0]:.1f} to {half[-1]:.1f} MB ({half[-1] - half[0]:+.1f} MB)"
+    )
     print(f"    database {sum(f.stat().st_size for f in tmp.iterdir()) / 1e6:,.0f} MB on disk at {tmp}")
 
 

@@ -35,8 +35,6 @@ class BusConfig:
         options: dict[str, Any] = {}
         if self.url.startswith("memory://"):
             options["polling_interval"] = 0.005
-        if self.is_amqp:
-            options["confirm_publish"] = True
         return Connection(self.url, transport_options=options, heartbeat=30 if self.is_amqp else 0)
 
     def partition(self, client_id: int) -> int:

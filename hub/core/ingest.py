@@ -75,6 +75,10 @@ _UPDATE_ITEM = (
         occurred_at=bindparam("occurred_at"),
     )
 )
+# the array is taken in its order, which the caller sorted
+_LOCK_KEYS = text(
+    "SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) WITH ORDINALITY AS t(k, n)"
+)
 _NOT_ITEM_FIELDS = frozenset(
     {"schema_version", "source", "observed_at", "kind", "client", "fields", "channel", "occurred_at"}
 )
@@ -156,6 +160,7 @@ class Ingest:
         self.strict = strict
         self.result = Applied()
         self.wrote = False
+        self._locked: set[int] = set()
         self._pending: dict[str, list[dict[str, Any]]] = {"contact_points": [], "refs": [], "outbox": []}
         self._refs: dict[tuple[str, str, str, str], tuple[str, int] | None] = {}
         self._point_cache: dict[tuple[str, str, str | None], list[int]] = {}
@@ -232,12 +237,20 @@ class Ingest:
 
     # --- locking -----------------------------------------------------------------------------------------
     def _lock(self, keys: list[str]) -> None:
-        """Serialise concurrent ingest of the same identity (PostgreSQL; SQLite writers are serial already)."""
+        """Serialise concurrent ingest of the same identity (PostgreSQL; SQLite writers are serial already).
+
+        All keys of an observation in one statement, in a fixed order (no deadlock between two writers), and
+        each key once per transaction (a batch asks for the same phone again and again).
+        """
         if not self.policy.postgres or not keys:
             return
-        for key in sorted(set(keys)):
-            digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
-            self.conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": digest})
+        digests = sorted(
+            {int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True) for key in keys}
+            - self._locked
+        )
+        if digests:
+            self.conn.execute(_LOCK_KEYS, {"keys": digests})
+            self._locked.update(digests)
 
     # --- cached lookups (one observation asks the same questions several times) ---------------------------
     def _find_ref(self, ref: SourceRef) -> tuple[str, int] | None:

@@ -116,6 +116,9 @@ class Relay:
                     delivery_mode=2,
                     headers=headers,
                 )
+        if self.bus.is_amqp:
+            # one AMQP transaction per batch: commit-ok comes once the broker has stored every message
+            producer.channel.tx_commit()
         if self.bus.durable:
             ids = [r.id for r in rows]
             with self.store.write() as conn:
@@ -184,7 +187,10 @@ class Relay:
                     continue
                 self.start_cursor()
                 with self.bus.connection() as conn:
-                    producer = Producer(conn.default_channel)
+                    channel = conn.channel()
+                    if self.bus.is_amqp:
+                        channel.tx_select()
+                    producer = Producer(channel)
                     self.bus.declare(conn, self.sinks())
                     while not stop.is_set():
                         self.wake.clear()

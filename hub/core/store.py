@@ -42,8 +42,16 @@ class Store:
             )
             self._setup_sqlite(self.engine)
         elif self.dialect == "postgresql":
+            # No server-side prepared statements: a plan cached while a table was nearly empty (a sequential
+            # scan) would be reused after it grew to millions of rows. Planning these small queries costs less.
             self.engine = create_engine(
-                url, echo=echo, json_serializer=_json_dumps, pool_size=10, max_overflow=20, pool_pre_ping=True
+                url,
+                echo=echo,
+                json_serializer=_json_dumps,
+                pool_size=10,
+                max_overflow=20,
+                pool_pre_ping=True,
+                connect_args={"prepare_threshold": None},
             )
         else:
             raise ConfigError(f"unsupported database {self.dialect!r}: use sqlite:/// or postgresql+psycopg://")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -107,10 +108,9 @@ class Backend:
                                 queue(channel).delete()
                             except Exception:
                                 channel = conn.channel()
-                try:
-                    hub.bus.exchange(channel).delete() if self.hubs else None
-                except Exception:
-                    pass
+                with contextlib.suppress(Exception):
+                    if self.hubs:
+                        self.hubs[0].bus.exchange(channel).delete()
 
 
 @pytest.fixture(params=["embedded", "production"])

@@ -1,0 +1,73 @@
+"""The amoCRM plugin's hooks: each delegates to the module that does the work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hub import hookimpl
+from hub.core.sources import Poller
+from plugins.amocrm.cli import amocrm
+from plugins.amocrm.connection import accounts, forget
+from plugins.amocrm.inbound import Inbound
+from plugins.amocrm.sandbox import create_app
+from plugins.amocrm.settings import AmoCRMSection
+from plugins.amocrm.sink import AmoCRMSink
+from plugins.amocrm.webhooks import INBOX_KIND, webhook_route
+
+__version__ = "1.0.0"
+
+
+@hookimpl
+def hub_register_settings(register: Any) -> None:
+    register("amocrm", AmoCRMSection)
+
+
+@hookimpl
+def hub_register_sinks(hub: Any, register: Any) -> None:
+    for account in accounts(hub):
+        register(AmoCRMSink(account))
+
+
+@hookimpl
+def hub_register_routes(hub: Any, register: Any) -> None:
+    secrets = {a.key: a.settings.webhook_secret.get_secret_value() for a in accounts(hub) if a.settings.webhook_secret}
+    if secrets:
+        register(webhook_route(hub, secrets))
+
+
+@hookimpl
+def hub_register_inbox_handlers(hub: Any, register: Any) -> None:
+    inbound = {a.key: Inbound(a) for a in accounts(hub)}
+    if inbound:
+        register(INBOX_KIND, lambda payload: inbound[payload["account"]].handle_hint(payload))
+
+
+@hookimpl
+def hub_register_listeners(hub: Any, register: Any) -> None:
+    for account in accounts(hub):
+        register(Poller(f"amocrm:{account.key}", Inbound(account).poll, account.settings.reconcile_interval))
+
+
+@hookimpl
+def hub_register_commands(register: Any) -> None:
+    register(amocrm)
+
+
+@hookimpl
+def hub_register_sandboxes(register: Any) -> None:
+    register("amocrm", create_app)
+
+
+@hookimpl
+def hub_health(hub: Any) -> dict[str, Any] | None:
+    reports = {a.key: a.health() for a in accounts(hub)}
+    if not reports:
+        return None
+    order = {"ok": 0, "degraded": 1, "down": 2}
+    worst = max((r["status"] for r in reports.values()), key=order.__getitem__)
+    return {"status": worst, "accounts": reports}
+
+
+@hookimpl
+def hub_shutdown(hub: Any) -> None:
+    forget(hub)

@@ -1,0 +1,1 @@
+"""Telephony: Asterisk AMI, Mango Office and Zadarma calls on the timeline, screen pop and click-to-call."""

@@ -1,0 +1,241 @@
+"""Webhooks from the PBXs: Mango Office events, Zadarma notifications and the generic call-event form.
+
+Each verified event is stored durably (``CallIntake.accept``) before the PBX gets its 200; the screen pop runs
+right after the answer. A bad signature gets 401 and stores nothing.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from hub.core.errors import BadInput
+from hub.core.sources import WebhookRoute
+from plugins.telephony.calls import CallUpdate, RingingNotice
+from plugins.telephony.generic import GenericCallAssembler, GenericCallEvent
+from plugins.telephony.mango import MANGO_EVENT_PATHS, MangoCallAssembler, verify_mango_form
+from plugins.telephony.runtime import Telephony
+from plugins.telephony.zadarma import SIGNED_FIELDS, ZadarmaCallAssembler, verify_notification, zd_echo
+
+log = structlog.get_logger("hub.telephony.webhooks")
+
+MANGO_PATH = "/webhooks/telephony/mango/events/{kind}"
+ZADARMA_PATH = "/webhooks/telephony/zadarma"
+GENERIC_PATH = "/webhooks/telephony/generic"
+
+
+def _error(status: int, code: str, detail: str) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status)
+
+
+def _peer(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    try:
+        form = await request.form()
+    except Exception as exc:  # a body that is not a form at all
+        raise BadInput(f"the body is not a form: {exc}") from exc
+    return {key: str(value) for key, value in form.items()}
+
+
+def routes(rt: Telephony) -> list[WebhookRoute]:
+    return [
+        WebhookRoute(MANGO_PATH, _mango_handler(rt), ("POST",), "telephony_mango_event"),
+        WebhookRoute(ZADARMA_PATH, _zadarma_handler(rt), ("GET", "POST"), "telephony_zadarma"),
+        WebhookRoute(GENERIC_PATH, _generic_handler(rt), ("POST",), "telephony_generic"),
+    ]
+
+
+def _pop(rt: Telephony, updates: list[CallUpdate]) -> None:
+    for update in updates:
+        if isinstance(update, RingingNotice):
+            rt.live.ring(update)
+
+
+# --- Mango Office -----------------------------------------------------------------------------------------------
+
+
+def mango_event_key(kind: str, payload: Mapping[str, Any]) -> str:
+    """What makes one Mango delivery unique within its call (a retried delivery has the same key)."""
+    if kind == "call":
+        return f"call:{_text(payload.get('call_id'))}:{_text(payload.get('seq'))}:{_text(payload.get('call_state'))}"
+    if kind == "recording":
+        return f"recording:{_text(payload.get('recording_id'))}:{_text(payload.get('recording_state'))}"
+    return kind
+
+
+def _mango_handler(rt: Telephony) -> Any:
+    async def mango_event(request: Request) -> Response:
+        """Mango Office VPBX events (``events/call``, ``events/summary``, ``events/recording``)."""
+        kind = request.path_params.get("kind", "")
+        cfg = rt.settings.mango
+        if not cfg.api_key:
+            log.warning("mango_webhook_not_configured", peer=_peer(request))
+            return _error(503, "not_configured", "set HUB_TELEPHONY__MANGO__API_KEY and HUB_TELEPHONY__MANGO__API_SALT")
+        try:
+            form = await _form(request)
+            if "json" not in form:
+                raise BadInput("no 'json' field: is this URL configured as the VPBX API endpoint?")
+        except BadInput as exc:
+            log.warning("mango_webhook_malformed", kind=kind, peer=_peer(request), problem=str(exc))
+            return _error(400, "malformed", str(exc))
+        try:
+            payload = verify_mango_form(form, api_key=cfg.api_key, api_salt=cfg.api_salt)
+        except BadInput as exc:
+            log.warning("mango_webhook_rejected", kind=kind, peer=_peer(request), problem=str(exc))
+            return _error(401, "bad_signature", str(exc))
+        event_kind = MANGO_EVENT_PATHS.get(f"events/{kind}")
+        entry_id = _text(payload.get("entry_id"))
+        if event_kind is None or entry_id is None:
+            log.info("mango_event_ignored", kind=kind, entry_id=entry_id, reason="not a call event or no entry_id")
+            return JSONResponse({"status": "ignored"})
+        key = mango_event_key(event_kind, payload)
+        event = {"kind": event_kind, "payload": payload}
+        stored = await run_in_threadpool(rt.intake.accept, "mango", rt.account_mango, entry_id, key, event)
+        task = BackgroundTask(_mango_live, rt, event_kind, payload, entry_id)
+        return JSONResponse({"status": "stored" if stored else "duplicate"}, background=task)
+
+    return mango_event
+
+
+def _mango_live(rt: Telephony, kind: str, payload: Mapping[str, Any], entry_id: str) -> None:
+    account = rt.account_mango
+    if kind == "summary":
+        rt.live.end("mango", account, entry_id)
+        return
+    if kind != "call":
+        return
+    state = payload.get("call_state")
+    if state == "Appeared":
+        if not rt.live.is_live("mango", account, entry_id):
+            _pop(rt, MangoCallAssembler(account=account, region=rt.region).feed("call", payload))
+    elif state == "Connected":
+        target = payload.get("to")
+        extension = _text(target.get("extension")) if isinstance(target, dict) else None
+        rt.live.answered("mango", account, entry_id, extension)
+
+
+# --- Zadarma -------------------------------------------------------------------------------------------------------
+
+
+def _zadarma_handler(rt: Telephony) -> Any:
+    async def zadarma_notification(request: Request) -> Response:
+        """Zadarma NOTIFY_* notifications; ``GET ?zd_echo=X`` (the URL check) is answered with ``X``."""
+        if request.method == "GET":
+            echo = zd_echo(request.query_params)
+            if echo is None:
+                return _error(400, "malformed", "Zadarma checks this URL with ?zd_echo=<value>")
+            return PlainTextResponse(echo)
+        cfg = rt.settings.zadarma
+        if not cfg.secret.get_secret_value():
+            log.warning("zadarma_webhook_not_configured", peer=_peer(request))
+            return _error(503, "not_configured", "set HUB_TELEPHONY__ZADARMA__KEY and HUB_TELEPHONY__ZADARMA__SECRET")
+        try:
+            form = await _form(request)
+        except BadInput as exc:
+            log.warning("zadarma_webhook_malformed", peer=_peer(request), problem=str(exc))
+            return _error(400, "malformed", str(exc))
+        event = form.get("event", "")
+        if event not in SIGNED_FIELDS:
+            # Events with no signature scheme (SMS, speech recognition...) cannot be trusted: answered, not stored.
+            log.info("zadarma_event_ignored", zadarma_event=event or None, reason="not a call notification")
+            return JSONResponse({"status": "ignored"})
+        try:
+            verify_notification(form, request.headers.get("Signature"), cfg.secret)
+        except BadInput as exc:
+            log.warning("zadarma_webhook_rejected", zadarma_event=event, peer=_peer(request), problem=str(exc))
+            return _error(401, "bad_signature", str(exc))
+        call_id = form.get("pbx_call_id")
+        if not call_id:
+            log.warning("zadarma_event_without_call_id", zadarma_event=event)
+            return _error(400, "malformed", "the notification has no pbx_call_id")
+        account = rt.account_zadarma
+        # No timestamp is signed, so a captured notification verifies forever: a (call, event) seen is a replay.
+        if await run_in_threadpool(rt.intake.already_filed, "zadarma", account, call_id, event):
+            log.info("zadarma_replay_ignored", pbx_call_id=call_id, zadarma_event=event)
+            return JSONResponse({"status": "duplicate"})
+        stored = await run_in_threadpool(rt.intake.accept, "zadarma", account, call_id, event, form)
+        if not stored:
+            log.info("zadarma_replay_ignored", pbx_call_id=call_id, zadarma_event=event)
+        task = BackgroundTask(_zadarma_live, rt, form)
+        return JSONResponse({"status": "stored" if stored else "duplicate"}, background=task)
+
+    return zadarma_notification
+
+
+def _zadarma_live(rt: Telephony, form: Mapping[str, str]) -> None:
+    account, event, call_id = rt.account_zadarma, form.get("event"), form.get("pbx_call_id", "")
+    if event in ("NOTIFY_INTERNAL", "NOTIFY_OUT_START"):
+        if not rt.live.is_live("zadarma", account, call_id):
+            assembler = ZadarmaCallAssembler(account=account, region=rt.region, timezone=rt.settings.zadarma.timezone)
+            _pop(rt, assembler.feed(form))
+    elif event == "NOTIFY_ANSWER":
+        rt.live.answered("zadarma", account, call_id, form.get("internal") or form.get("destination"))
+    elif event in ("NOTIFY_END", "NOTIFY_OUT_END"):
+        rt.live.end("zadarma", account, call_id)
+
+
+# --- the generic form ---------------------------------------------------------------------------------------------
+
+
+def _generic_handler(rt: Telephony) -> Any:
+    async def generic_call_event(request: Request) -> Response:
+        """One event of one call from any PBX (see docs/plugins/telephony.md, "generic call-event form")."""
+        token = rt.settings.generic_token
+        if token is not None:
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token.get_secret_value()}".encode()):
+                log.warning("generic_call_event_unauthorized", peer=_peer(request))
+                return _error(401, "unauthorized", "send 'Authorization: Bearer <HUB_TELEPHONY__GENERIC_TOKEN>'")
+        try:
+            data = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError) as exc:
+            log.warning("generic_call_event_malformed", peer=_peer(request), problem=str(exc))
+            return _error(400, "malformed_json", f"the body is not valid JSON: {exc}")
+        try:
+            if not isinstance(data, dict):
+                raise BadInput("the body must be one JSON object")
+            event = GenericCallEvent.model_validate(data)
+        except (ValidationError, BadInput) as exc:
+            detail = _problems(exc)
+            log.warning("generic_call_event_rejected", peer=_peer(request), problem=detail)
+            return _error(422, "bad_input", detail)
+        stored_event = event.model_dump(mode="json", by_alias=True, exclude_none=True)
+        stored = await run_in_threadpool(
+            rt.intake.accept, "generic", event.account, event.call_id, event.event, stored_event
+        )
+        task = BackgroundTask(_generic_live, rt, event)
+        return JSONResponse({"status": "stored" if stored else "duplicate"}, status_code=202, background=task)
+
+    return generic_call_event
+
+
+def _problems(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
+    return str(exc)
+
+
+def _generic_live(rt: Telephony, event: GenericCallEvent) -> None:
+    if event.event == "ringing":
+        if not rt.live.is_live("generic", event.account, event.call_id):
+            _pop(rt, GenericCallAssembler(region=rt.region).feed(event))
+    elif event.event == "answered":
+        rt.live.answered("generic", event.account, event.call_id, event.extension)
+    else:
+        rt.live.end("generic", event.account, event.call_id)

@@ -71,6 +71,25 @@ async def _too_large(limit: int, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+MAX_BATCH = 1000
+KINDS = ("client", "interaction", "deal", "task", "ref")
+
+
+def _kind_problem(data: dict[str, Any]) -> str | None:
+    if data.get("kind") not in KINDS:
+        return f"unknown observation kind {data.get('kind')!r}; use {', '.join(KINDS)}"
+    return None
+
+
+def _outcome(result: Any) -> dict[str, Any]:
+    return {
+        "client_id": result.client_id,
+        "item_id": result.item_id,
+        "events": [e.event_id for e in result.events],
+        "warnings": result.warnings,
+    }
+
+
 def _error(status: int, code: str, detail: str) -> JSONResponse:
     return JSONResponse({"error": code, "detail": detail}, status_code=status)
 
@@ -141,33 +160,65 @@ def create_app(hub: Hub) -> FastAPI:
         "/api/observations",
         tags=["record"],
         status_code=201,
-        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"oneOf": [schema, {"type": "array", "items": schema, "maxItems": MAX_BATCH}]}
+                    }
+                },
+            }
+        },
     )
     async def post_observation(request: Request) -> JSONResponse:
-        """Apply one observation (a client, interaction, deal, task or ref). 201 when it changed the record,
-        200 when it was already known (idempotent), 4xx with a reason and nothing stored otherwise."""
+        """Apply one observation (a client, interaction, deal, task or ref): 201 when it changed the record, 200
+        when it was already known (idempotent), 4xx with a reason and nothing stored otherwise.
+
+        A JSON array applies up to 1,000 observations in one transaction; each is applied or refused on its own,
+        and the answer (200) lists the outcome of each, in order."""
         raw = await request.body()
         try:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             return _error(400, "malformed_json", f"the body is not valid JSON: {exc}")
+        if isinstance(data, list):
+            return await _post_many(data)
         if not isinstance(data, dict):
-            return _error(422, "bad_input", "the body must be one JSON object with a 'kind'")
-        if data.get("kind") not in {"client", "interaction", "deal", "task", "ref"}:
-            return _error(
-                422,
-                "unknown_kind",
-                f"unknown observation kind {data.get('kind')!r}; use client, interaction, deal, task or ref",
-            )
+            return _error(422, "bad_input", "the body must be a JSON object with a 'kind', or an array of them")
+        problem = _kind_problem(data)
+        if problem:
+            return _error(422, "unknown_kind", problem)
         obs = hub.parse_observation(data)
         result = await run_in_threadpool(hub.ingest, obs)
-        body = {
-            "client_id": result.client_id,
-            "item_id": result.item_id,
-            "events": [e.event_id for e in result.events],
-            "warnings": result.warnings,
-        }
-        return JSONResponse(body, status_code=201 if result.events else 200)
+        return JSONResponse(_outcome(result), status_code=201 if result.events else 200)
+
+    async def _post_many(items: list[Any]) -> JSONResponse:
+        if len(items) > MAX_BATCH:
+            return _error(413, "too_many", f"at most {MAX_BATCH} observations per request, got {len(items)}")
+        parsed: list[Any] = []
+        outcomes: list[dict[str, Any] | None] = []
+        for data in items:
+            try:
+                problem = _kind_problem(data) if isinstance(data, dict) else "an item is not a JSON object"
+                if problem:
+                    raise BadInput(problem)
+                parsed.append(hub.parse_observation(data))
+                outcomes.append(None)
+            except BadInput as exc:
+                outcomes.append({"error": "bad_input", "detail": str(exc)})
+        results = iter(await run_in_threadpool(hub.ingest_many, parsed) if parsed else [])
+        for index, outcome in enumerate(outcomes):
+            if outcome is None:
+                result = next(results)
+                outcomes[index] = (
+                    {"error": "bad_input", "detail": str(result)} if isinstance(result, BadInput) else _outcome(result)
+                )
+        counts = {"applied": 0, "unchanged": 0, "rejected": 0}
+        for outcome in outcomes:
+            assert outcome is not None
+            counts["rejected" if "error" in outcome else "applied" if outcome["events"] else "unchanged"] += 1
+        return JSONResponse({**counts, "items": outcomes}, status_code=200)
 
     # --- clients ---------------------------------------------------------------------------------------
     @app.get("/api/clients", tags=["record"])

@@ -64,6 +64,7 @@ def test_post_an_observation_and_read_the_client_and_timeline(api):
     [
         (b"{not json", 400, "malformed_json"),
         (b'"a string"', 422, "bad_input"),
+        (b"[" + b",".join([b"{}"] * 1001) + b"]", 413, "too_many"),
         (b'{"kind": "fax", "source": {"system": "x", "entity": "y", "id": "1"}}', 422, "unknown_kind"),
         (
             b'{"kind": "client", "source": {"system": "x", "entity": "y", "id": "1"}, "phones": ["12"]}',
@@ -174,3 +175,16 @@ def test_external_api_calls_and_rate_limit_waits_are_in_the_metrics(api):
     after = api.get("/metrics").text
     assert _metric(after, calls) - _metric(before, calls) == 4
     assert _metric(after, waits) - _metric(before, waits) > 0.2  # two requests over the burst waited ~0.2 s each
+
+
+def test_a_batch_applies_each_observation_or_refuses_it_alone(api):
+    calls = [{**CALL, "source": {"system": "asterisk", "entity": "call", "id": f"c-{i}"}} for i in range(3)]
+    bad = {**CALL, "client": {"phones": ["12"]}, "source": {"system": "asterisk", "entity": "call", "id": "bad"}}
+    r = api.post("/api/observations", json=[calls[0], bad, calls[1], {"kind": "fax"}, calls[2], calls[0]])
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["applied"], body["unchanged"], body["rejected"]) == (3, 1, 2)
+    assert "phone" in body["items"][1]["detail"] and "unknown observation kind" in body["items"][3]["detail"]
+    assert body["items"][5]["events"] == []  # the repeat of the first call changed nothing
+    client_id = body["items"][0]["client_id"]
+    assert len(api.get(f"/api/clients/{client_id}/timeline").json()["items"]) == 3

@@ -79,20 +79,21 @@ class Daemon:
         self.log.close()
 
 
-def stream(base: str, sent: list[int], failures: list[str]) -> None:
+def stream(base: str, sent: list[int], failures: list[str], batch: int = 25) -> None:
     """Post every observation until the hub answered 2xx for it, retrying through outages like a real client."""
-    with httpx.Client(timeout=10) as client:
-        for i in range(N):
+    with httpx.Client(timeout=30) as client:
+        for start in range(0, N, batch):
+            chunk = [observation(i) for i in range(start, min(start + batch, N))]
             while True:
                 try:
-                    r = client.post(f"{base}/api/observations", json=observation(i))
-                    if r.status_code in (200, 201):
+                    r = client.post(f"{base}/api/observations", json=chunk)
+                    if r.status_code == 200 and r.json()["rejected"] == 0:
                         break
-                    failures.append(f"{i}: {r.status_code} {r.text[:200]}")
+                    failures.append(f"{start}: {r.status_code} {r.text[:200]}")
                     return
                 except httpx.HTTPError:
                     time.sleep(0.05)
-            sent.append(i)
+            sent.extend(range(start, start + len(chunk)))
 
 
 def check_exactly_once(hub, effects_path: Path) -> None:

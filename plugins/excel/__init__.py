@@ -1,0 +1,1 @@
+"""Excel plugin: import of client lists (xlsx, xls, ods, csv) and export of clients and their timeline."""

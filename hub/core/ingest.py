@@ -161,6 +161,7 @@ class Ingest:
         self.result = Applied()
         self.wrote = False
         self._locked: set[int] = set()
+        self._live: dict[int, int | None] = {}
         self._pending: dict[str, list[dict[str, Any]]] = {"contact_points": [], "refs": [], "outbox": []}
         self._refs: dict[tuple[str, str, str, str], tuple[str, int] | None] = {}
         self._point_cache: dict[tuple[str, str, str | None], list[int]] = {}
@@ -259,6 +260,12 @@ class Ingest:
             self._refs[key] = find_ref(self.conn, ref)
         return self._refs[key]
 
+    def _live_id(self, client_id: int) -> int | None:
+        """The live client for an id (merges cannot happen inside a unit of work, so the answer holds)."""
+        if client_id not in self._live:
+            self._live[client_id] = live_id(self.conn, client_id)
+        return self._live[client_id]
+
     def _owners(self, kind: str, values: list[str], client_kind: str | None) -> dict[str, list[int]]:
         missing = [v for v in values if (kind, v, client_kind) not in self._point_cache]
         if missing:
@@ -291,7 +298,7 @@ class Ingest:
         if ref is not None:
             found = self._find_ref(ref)
             if found is not None and found[0] == "client":
-                return live_id(self.conn, found[1])
+                return self._live_id(found[1])
         self._prefetch_points([*((k, [v]) for k, v in keys), ("phone", phones), ("email", emails)], kind)
         for point_kind, values in (*((k, [v]) for k, v in keys), ("phone", phones), ("email", emails)):
             owners = self._owners(point_kind, values, kind)
@@ -393,6 +400,7 @@ class Ingest:
             assert inserted is not None
             state.id = int(inserted[0])
             self._states[state.id] = state
+            self._live[state.id] = state.id
         if new_points:
             for kind, value in new_points:
                 for other in self._owners(kind, [value], obs.client_kind)[value]:
@@ -444,7 +452,7 @@ class Ingest:
             if found == (target, target_id):
                 return False
             if target == "client" and found[0] == "client":
-                current = live_id(self.conn, found[1])
+                current = self._live_id(found[1])
                 if current is not None and current != target_id:
                     self._candidate(target_id, current, f"same {ref.system} {ref.entity} {ref.id}")
             return False
@@ -502,7 +510,7 @@ class Ingest:
         """Find (or create) the client a ClientKey names; ``None`` when none matches and none may be made."""
         kind = kind or key.kind
         if key.client_id is not None:
-            cid = live_id(self.conn, key.client_id)
+            cid = self._live_id(key.client_id)
             if cid is None:
                 raise BadInput(f"client {key.client_id} does not exist")
             return cid
@@ -631,7 +639,7 @@ class Ingest:
     ) -> None:
         state = self._states.get(row["client_id"])
         if state is None:
-            client_id = live_id(self.conn, row["client_id"]) or row["client_id"]
+            client_id = self._live_id(row["client_id"]) or row["client_id"]
             state = self._state(client_id)
         assert state is not None
         self._emit(
@@ -651,7 +659,7 @@ class Ingest:
     def _apply_ref(self, obs: RefObservation) -> None:
         self._lock([str(obs.source)])
         if obs.target == "client":
-            target = live_id(self.conn, obs.target_id)
+            target = self._live_id(obs.target_id)
             if target is None:
                 raise BadInput(f"client {obs.target_id} does not exist")
         else:

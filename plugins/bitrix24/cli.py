@@ -1,0 +1,148 @@
+"""``hub bitrix24 connect | bind | backfill | push | status``."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from plugins.bitrix24.connection import portals
+from plugins.bitrix24.inbound import RECONCILED, Inbound
+from plugins.bitrix24.sink import Writer
+
+PUSH_PAGE = 50
+EVENTS = (
+    *(
+        f"ONCRM{entity}{action}"
+        for entity in ("CONTACT", "COMPANY", "DEAL", "ACTIVITY")
+        for action in ("ADD", "UPDATE")
+    ),
+    "ONCRMTIMELINECOMMENTADD",
+)
+
+
+def _hub() -> Any:
+    from hub.cli import get_hub
+
+    return get_hub(click.get_current_context())
+
+
+def _summary_table(title: str, rows: dict[str, int]) -> Table:
+    table = Table(title=title)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for name, count in rows.items():
+        table.add_row(name, str(count))
+    return table
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+@click.group("bitrix24")
+def bitrix24() -> None:
+    """Connect Bitrix24 portals and copy their data."""
+
+
+@bitrix24.command("connect")
+@click.option("--portal", "portal_key", help="Which configured portal (its domain); the only one by default.")
+@click.option(
+    "--refresh-token",
+    help="OAuth applications: the refresh token the portal gave the application when it was installed.",
+)
+def connect(portal_key: str | None, refresh_token: str | None) -> None:
+    """Check the credentials (or start from an OAuth refresh token) and claim the portal for this hub."""
+    portal = portals(_hub()).get(portal_key)
+    info = portal.connect(refresh_token)
+    member = f" (member {info['member_id']})" if info.get("member_id") else ""
+    click.echo(f"connected Bitrix24 portal {portal.key}{member} as user {info.get('user_id')}")
+
+
+@bitrix24.command("bind")
+@click.option("--portal", "portal_key", help="Which configured portal; the only one by default.")
+@click.option("--url", required=True, help="Public address of the hub's route, https://…/webhooks/bitrix24")
+def bind(portal_key: str | None, url: str) -> None:
+    """Subscribe the hub to the portal's CRM events (OAuth applications; outgoing webhooks are set in the portal)."""
+    portal = portals(_hub()).get(portal_key)
+    bound = {(b.get("event"), b.get("handler")) for b in portal.client.call("event.get") or []}
+    added = 0
+    for event in EVENTS:
+        if (event, url) not in bound:
+            portal.client.call("event.bind", {"event": event, "handler": url})
+            added += 1
+    click.echo(f"{added} event(s) bound to {url} ({len(EVENTS) - added} already were)")
+
+
+@bitrix24.command("backfill")
+@click.option("--portal", "portal_key", help="Which configured portal; the only one by default.")
+@click.option("--since", type=click.DateTime(), help="Only records changed since this date (YYYY-MM-DD).")
+@click.option(
+    "--only",
+    "only",
+    multiple=True,
+    type=click.Choice(RECONCILED),
+    help="Limit to these entities (repeatable); all by default.",
+)
+def backfill(portal_key: str | None, since: datetime | None, only: tuple[str, ...]) -> None:
+    """Import contacts, companies, deals, activities and timeline comments (2,500 rows a request)."""
+    portal = portals(_hub()).get(portal_key)
+    console = Console(stderr=True)
+    with _progress(console) as progress:
+        tasks: dict[str, Any] = {}
+
+        def advance(entity: str, n: int) -> None:
+            if entity not in tasks:
+                tasks[entity] = progress.add_task(entity, total=None)
+            progress.advance(tasks[entity], n)
+
+        summary = Inbound(portal).backfill(since=since, entities=only or RECONCILED, progress=advance)
+    Console().print(_summary_table(f"Bitrix24 backfill of {portal.key}", summary.as_dict()))
+    for problem in summary.problems[:10]:
+        console.print(f"[yellow]rejected:[/yellow] {problem}")
+
+
+@bitrix24.command("push")
+@click.option("--portal", "portal_key", help="Which configured portal; the only one by default.")
+def push(portal_key: str | None) -> None:
+    """Write every hub client to the portal (matched by phone/email first, 50 a batch request)."""
+    hub = _hub()
+    portal = portals(hub).get(portal_key)
+    writer = Writer(portal)
+    before = portal.client.requests
+    done = 0
+    with _progress(Console(stderr=True)) as progress:
+        task = progress.add_task("clients", total=None)
+        page: list[Any] = []
+        for view in hub.iter_clients():
+            page.append(view)
+            if len(page) == PUSH_PAGE:
+                writer.ensure_clients(page)
+                done += len(page)
+                progress.advance(task, len(page))
+                page = []
+        if page:
+            writer.ensure_clients(page)
+            done += len(page)
+            progress.advance(task, len(page))
+    rows = {"clients written or matched": done, "API requests": portal.client.requests - before}
+    Console().print(_summary_table(f"Bitrix24 push to {portal.key}", rows))
+
+
+@bitrix24.command("status")
+def status() -> None:
+    """Show each portal's health (no secrets)."""
+    hub = _hub()
+    click.echo(json.dumps({p.key: p.health() for p in portals(hub)}, ensure_ascii=False, indent=2))

@@ -1,0 +1,73 @@
+"""The Bitrix24 plugin's hooks: each delegates to the module that does the work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hub import hookimpl
+from hub.core.sources import Poller
+from plugins.bitrix24.cli import bitrix24
+from plugins.bitrix24.connection import forget, portals
+from plugins.bitrix24.inbound import Inbound
+from plugins.bitrix24.sandbox import create_app
+from plugins.bitrix24.settings import Bitrix24Section
+from plugins.bitrix24.sink import Bitrix24Sink
+from plugins.bitrix24.webhooks import INBOX_KIND, webhook_route
+
+__version__ = "1.0.0"
+
+
+@hookimpl
+def hub_register_settings(register: Any) -> None:
+    register("bitrix24", Bitrix24Section)
+
+
+@hookimpl
+def hub_register_sinks(hub: Any, register: Any) -> None:
+    for portal in portals(hub):
+        register(Bitrix24Sink(portal))
+
+
+@hookimpl
+def hub_register_routes(hub: Any, register: Any) -> None:
+    found = portals(hub)
+    if any(p.settings.application_token for p in found):
+        register(webhook_route(hub, found))
+
+
+@hookimpl
+def hub_register_inbox_handlers(hub: Any, register: Any) -> None:
+    inbound = {p.key: Inbound(p) for p in portals(hub)}
+    if inbound:
+        register(INBOX_KIND, lambda payload: inbound[payload["portal"]].handle_event(payload))
+
+
+@hookimpl
+def hub_register_listeners(hub: Any, register: Any) -> None:
+    for portal in portals(hub):
+        register(Poller(f"bitrix24:{portal.key}", Inbound(portal).poll, portal.settings.reconcile_interval))
+
+
+@hookimpl
+def hub_register_commands(register: Any) -> None:
+    register(bitrix24)
+
+
+@hookimpl
+def hub_register_sandboxes(register: Any) -> None:
+    register("bitrix24", create_app)
+
+
+@hookimpl
+def hub_health(hub: Any) -> dict[str, Any] | None:
+    reports = {p.key: p.health() for p in portals(hub)}
+    if not reports:
+        return None
+    order = {"ok": 0, "degraded": 1, "down": 2}
+    worst = max((r["status"] for r in reports.values()), key=order.__getitem__)
+    return {"status": worst, "portals": reports}
+
+
+@hookimpl
+def hub_shutdown(hub: Any) -> None:
+    forget(hub)

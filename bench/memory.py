@@ -49,11 +49,9 @@ def main() -> None:
     done = 0
     while done < args.n:
         chunk = min(step, args.n - done)
-        obs = observations(chunk, offset=done)  # generated per step: the feeder holds one step at a time
-        for i in range(0, chunk, args.batch):
-            hub.ingest_many(obs[i : i + args.batch])
+        for i in range(0, chunk, args.batch):  # the feeder holds one batch at a time
+            hub.ingest_many(observations(min(args.batch, chunk - i), offset=done + i))
         done += chunk
-        del obs
         samples.append((done, rss_mb()))
         print(
             f"{done:>9,} observations  RSS {samples[-1][1]:7.1f} MB  "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +18,29 @@ from hub.core.errors import ConfigError
 
 def _json_dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
+
+
+class FifoLock:
+    """A lock granted in the order it was asked for (``threading.Lock`` lets a releasing thread barge back in)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._queue: deque[object] = deque()
+        self._held = False
+
+    def __enter__(self) -> None:
+        ticket = object()
+        with self._cond:
+            self._queue.append(ticket)
+            while self._held or self._queue[0] is not ticket:
+                self._cond.wait()
+            self._queue.popleft()
+            self._held = True
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._held = False
+            self._cond.notify_all()
 
 
 class Store:
@@ -41,7 +66,9 @@ class Store:
                 connect_args={"check_same_thread": False, "timeout": 60},
             )
             self._setup_sqlite(self.engine)
+            self._turns: FifoLock | None = FifoLock()
         elif self.dialect == "postgresql":
+            self._turns = None
             # No server-side prepared statements: a plan cached while a table was nearly empty (a sequential
             # scan) would be reused after it grew to millions of rows. Planning these small queries costs less.
             self.engine = create_engine(
@@ -80,7 +107,13 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        with self.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
+        if self._turns is None:
+            with self.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
+                yield conn
+            return
+        # SQLite has one writer at a time, and a busy writer retries by sleeping: a thread writing back to back
+        # (a bulk import) would starve the sink workers and the relay. Writers of this process take turns.
+        with self._turns, self.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
             yield conn
 
     @contextmanager

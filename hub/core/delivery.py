@@ -59,6 +59,7 @@ class SinkRunner:
         limiter: RateLimiter | None = None,
         *,
         timeout: float | None = None,
+        on_recorded: Any = None,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -66,6 +67,7 @@ class SinkRunner:
         self.policy = policy
         self.limiter = limiter
         self.timeout = timeout
+        self.on_recorded = on_recorded  # (sink name, event ids) -> None: the embedded relay's completion
         self.stop = threading.Event()
         self.busy = threading.Lock()
         self.delivered = 0
@@ -166,6 +168,8 @@ class SinkRunner:
         if todo:
             self._deliver_with_retries(todo, outcomes, stop)
         self._record(outcomes)
+        if self.on_recorded is not None:
+            self.on_recorded(self.sink.name, [*outcomes, *seen])
         for p in batch:
             p.message.ack()
 

@@ -154,7 +154,13 @@ class Hub:
                     sink.backoff_max or self.retry_policy.cap,
                 )
                 runner = SinkRunner(
-                    self.store, self.bus, sink, policy, limiter, timeout=sink.timeout or self.settings.sink.timeout
+                    self.store,
+                    self.bus,
+                    sink,
+                    policy,
+                    limiter,
+                    timeout=sink.timeout or self.settings.sink.timeout,
+                    on_recorded=None if self.bus.durable else self.relay.on_recorded,
                 )
                 self.runners[sink.name] = runner
                 self._spawn(f"sink:{sink.name}", runner.run, self.stop_event)

@@ -38,7 +38,10 @@ class Relay:
         self._lock_conn: Any = None
         self._last_complete = 0.0
         self.max_inflight = max(4 * batch, 2000)
-        self._inflight = 0
+        self._lock = threading.Lock()
+        self._waiting: dict[int, set[str]] = {}  # outbox row -> sinks that have not recorded it yet
+        self._rows_of: dict[str, list[int]] = {}  # event id -> its outbox rows still waiting
+        self._done: list[int] = []
 
     # --- leadership (PostgreSQL) -------------------------------------------------------------------------
     def _lead(self) -> bool:
@@ -68,7 +71,9 @@ class Relay:
         with self.store.read() as conn:
             low = conn.execute(select(func.min(s.outbox.c.id)).where(s.outbox.c.relayed.is_(False))).scalar()
         self._cursor = (low - 1) if low is not None else self._max_id()
-        self._inflight = 0
+        with self._lock:
+            self._waiting.clear()
+            self._rows_of.clear()
 
     def _max_id(self) -> int:
         with self.store.read() as conn:
@@ -94,6 +99,8 @@ class Relay:
             rows = conn.execute(query).all()
         if not rows:
             return 0
+        if not self.bus.durable:
+            self._await(rows)
         for row in rows:
             headers = {"event_id": row.event_id, "outbox_id": row.id}
             if row.target_sink:
@@ -124,50 +131,59 @@ class Relay:
             with self.store.write() as conn:
                 conn.execute(update(s.outbox).where(s.outbox.c.id.in_(ids)).values(relayed=True))
         self._cursor = rows[-1].id
-        self._inflight += len(rows)
         METRICS.events_relayed.inc(len(rows))
         return len(rows)
 
-    def complete(self) -> int:
-        """Embedded transport: mark published rows relayed once every current sink recorded them.
+    # --- completion on the embedded bus -----------------------------------------------------------------
+    def _await(self, rows: list[Any]) -> None:
+        """Remember which sinks still have to record each published row (the sink workers tell us)."""
+        sinks = set(self.sinks())
+        with self._lock:
+            for row in rows:
+                waiting = {row.target_sink} if row.target_sink else set(sinks)
+                if not waiting:
+                    self._done.append(row.id)
+                    continue
+                self._waiting[row.id] = waiting
+                self._rows_of.setdefault(row.event_id, []).append(row.id)
 
-        Returns how many published rows are still waiting for a sink (the relay publishes no further than
-        ``max_inflight`` ahead of the slowest sink, so the in-process bus holds a bounded backlog).
+    def on_recorded(self, sink: str, event_ids: list[str]) -> None:
+        """A sink worker recorded these events (delivered, skipped or dead): called in its thread."""
+        with self._lock:
+            for event_id in event_ids:
+                row_ids = self._rows_of.get(event_id)
+                if not row_ids:
+                    continue
+                for row_id in list(row_ids):
+                    waiting = self._waiting.get(row_id)
+                    if waiting is None:
+                        continue
+                    waiting.discard(sink)
+                    if not waiting:
+                        del self._waiting[row_id]
+                        row_ids.remove(row_id)
+                        self._done.append(row_id)
+                if not row_ids:
+                    del self._rows_of[event_id]
+
+    @property
+    def _inflight(self) -> int:
+        return len(self._waiting)
+
+    def complete(self) -> int:
+        """Embedded transport: mark relayed the rows every sink has recorded; return how many are still out.
+
+        The relay publishes no further than ``max_inflight`` ahead of the slowest sink, so the in-process bus
+        holds a bounded backlog, and nothing here reads the database: the sink workers report what they record.
         """
         if self.bus.durable:
             return 0
-        sinks = self.sinks()
-        with self.store.read() as conn:
-            rows = conn.execute(
-                select(s.outbox.c.id, s.outbox.c.event_id, s.outbox.c.target_sink)
-                .where(s.outbox.c.relayed.is_(False), s.outbox.c.id <= self._cursor)
-                .order_by(s.outbox.c.id)
-                .limit(self.max_inflight)
-            ).all()
-            if not rows:
-                return 0
-            recorded: dict[str, set[str]] = {}
-            if sinks:
-                for d in conn.execute(
-                    select(s.deliveries.c.event_id, s.deliveries.c.sink).where(
-                        s.deliveries.c.sink.in_(sinks), s.deliveries.c.event_id.in_({r.event_id for r in rows})
-                    )
-                ):
-                    recorded.setdefault(d.event_id, set()).add(d.sink)
-        wanted = set(sinks)
-        done = [
-            r.id
-            for r in rows
-            if (
-                r.target_sink in recorded.get(r.event_id, ())
-                if r.target_sink
-                else wanted <= recorded.get(r.event_id, set())
-            )
-        ]
+        with self._lock:
+            done, self._done = self._done, []
         if done:
             with self.store.write() as conn:
                 conn.execute(update(s.outbox).where(s.outbox.c.id.in_(done)).values(relayed=True))
-        return len(rows) - len(done)
+        return self._inflight
 
     def lag(self) -> int:
         with self.store.read() as conn:
@@ -196,10 +212,8 @@ class Relay:
                         self.wake.clear()
                         moved = self.relay_once(producer)
                         now = time.monotonic()
-                        if not self.bus.durable and (
-                            self._inflight >= self.max_inflight or now - self._last_complete > 0.2
-                        ):
-                            self._inflight = self.complete()
+                        if not self.bus.durable and (len(self._done) >= self.batch or now - self._last_complete > 0.2):
+                            self.complete()
                             self._last_complete = now
                         if moved < self.batch:
                             self.wake.wait(idle)

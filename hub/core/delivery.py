@@ -142,22 +142,36 @@ class SinkRunner:
         return True
 
     def _flush(self, stop: threading.Event) -> None:
+        """Deliver what is in hand, partition by partition in order; then record every outcome in one write and
+        acknowledge. One write per flush, not per batch: on SQLite each write waits its turn behind ingest."""
         buffers, self._buffer = self._buffer, defaultdict(list)
+        handled: list[_Pending] = [p for pending in buffers.values() for p in pending]
+        in_hand = [p.event.event_id for p in handled if p.event is not None]
+        seen = self._already_done(in_hand)
+        outcomes: dict[str, tuple[str, Event | None, str]] = {}
         for _partition, pending in sorted(buffers.items()):
             for start in range(0, len(pending), self.sink.max_batch):
-                self._handle(pending[start : start + self.sink.max_batch], stop)
+                self._handle(pending[start : start + self.sink.max_batch], seen, outcomes, stop)
+        self._record(outcomes)
+        if self.on_recorded is not None:
+            self.on_recorded(self.sink.name, [*outcomes, *seen])
+        for p in handled:
+            p.message.ack()
 
     # --- one batch ---------------------------------------------------------------------------------------
-    def _handle(self, batch: list[_Pending], stop: threading.Event) -> None:
-        outcomes: dict[str, tuple[str, Event | None, str]] = {}
-        unreadable = [p for p in batch if p.event is None]
-        for p in unreadable:
-            self._dead_letter(p.raw, None, p.error or "unreadable", 1, {"reason": "unreadable message"})
-        events = [p.event for p in batch if p.event is not None]
-        seen = self._already_done([e.event_id for e in events])
+    def _handle(
+        self,
+        batch: list[_Pending],
+        seen: set[str],
+        outcomes: dict[str, tuple[str, Event | None, str]],
+        stop: threading.Event,
+    ) -> None:
+        for p in batch:
+            if p.event is None:
+                self._dead_letter(p.raw, None, p.error or "unreadable", 1, {"reason": "unreadable message"})
         todo: list[Event] = []
-        for event in events:
-            if event.event_id in seen or event.event_id in outcomes:
+        for event in (p.event for p in batch if p.event is not None):
+            if event.event_id in seen or event.event_id in outcomes or event in todo:
                 continue
             if self.sink.origin_matches(event):
                 outcomes[event.event_id] = ("skipped", event, "echo")
@@ -167,11 +181,6 @@ class SinkRunner:
                 todo.append(event)
         if todo:
             self._deliver_with_retries(todo, outcomes, stop)
-        self._record(outcomes)
-        if self.on_recorded is not None:
-            self.on_recorded(self.sink.name, [*outcomes, *seen])
-        for p in batch:
-            p.message.ack()
 
     def _already_done(self, event_ids: list[str]) -> set[str]:
         if not event_ids:

@@ -17,8 +17,10 @@ def run(*cmd: str) -> subprocess.CompletedProcess[str]:
 
 
 def tool(name: str) -> str:
-    found = shutil.which(name) or str(Path(sys.executable).parent / name)
-    if not Path(found).exists():
+    """The tool installed beside the interpreter running the tests (the project's venv), else the one on PATH."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if not found:
         pytest.fail(f"{name} is not installed: pip install -e '.[test]'")
     return found
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -135,7 +135,7 @@ class Relay:
         return len(rows)
 
     # --- completion on the embedded bus -----------------------------------------------------------------
-    def _await(self, rows: list[Any]) -> None:
+    def _await(self, rows: Sequence[Any]) -> None:
         """Remember which sinks still have to record each published row (the sink workers tell us)."""
         sinks = set(self.sinks())
         with self._lock:

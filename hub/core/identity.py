@@ -13,7 +13,7 @@ from hub.core.errors import BadInput
 _SPLIT = re.compile(r"[;,\n]|\s{2,}|\s/\s")
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=16384)
 def normalize_phone(raw: str, region: str = "RU") -> str:
     """Return the number in E.164 or raise :class:`BadInput`.
 
@@ -45,7 +45,7 @@ def split_phones(raw: str) -> list[str]:
     return [p.strip() for p in _SPLIT.split(raw) if p and p.strip()]
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=16384)
 def normalize_email(raw: str) -> str:
     """Return the address with its domain in IDNA-compatible lower case and the local part lower-cased.
 

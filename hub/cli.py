@@ -408,8 +408,12 @@ def sandbox(ctx: click.Context, name: str, host: str, port: int) -> None:
     if name not in factories:
         known = ", ".join(sorted(factories)) or "none installed"
         raise click.ClickException(f"no sandbox named {name!r} (available: {known})")
+    app = factories[name]()
     click.echo(f"{name} sandbox on http://{host}:{port}")
-    uvicorn.run(factories[name](), host=host, port=port, log_config=None)
+    banner = getattr(getattr(app, "state", None), "banner", None)
+    if banner:  # a sandbox may say how to reach it (a token it made up, a webhook code)
+        click.echo(banner)
+    uvicorn.run(app, host=host, port=port, log_config=None)
 
 
 def build_cli(plugins: PluginHost | None = None) -> click.Group:

@@ -106,8 +106,8 @@ def hub_register_commands(register: Callable[[Any], None]) -> None:
 def hub_register_sandboxes(register: Callable[[str, Callable[..., Any]], None]) -> None:
     """Offer a local emulator of the plugin's external system: ``register(name, app_factory)``.
 
-    ``app_factory(**options)`` returns an ASGI application; ``hub sandbox <name> --port N`` serves it and
-    ``hub demo`` starts it beside the hub.
+    ``app_factory(**options)`` returns an ASGI application; ``hub sandbox <name> --port N`` serves it and prints
+    ``app.state.banner`` when the app sets one (how to reach it: a token it made up, a webhook code).
     """
 
 

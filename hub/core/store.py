@@ -93,7 +93,9 @@ class Store:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=60000")
-            cur.execute("PRAGMA cache_size=-4096")  # 4 MB a connection (several in the pool); the OS caches the file too
+            cur.execute(
+                "PRAGMA cache_size=-4096"
+            )  # 4 MB a connection (several in the pool); the OS caches the file too
             cur.close()
 
         @event.listens_for(engine, "begin")

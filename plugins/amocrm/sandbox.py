@@ -856,4 +856,6 @@ def create_app(**options: Any) -> Starlette:
         ]
     )
     app.state.sandbox = sandbox
+    # shown by `hub sandbox amocrm`: the only way a person learns the token of a sandbox started from the CLI
+    app.state.banner = f"long-lived token (HUB_AMOCRM__LONG_LIVED_TOKEN): {sandbox.long_lived_token}"
     return app

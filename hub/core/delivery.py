@@ -12,6 +12,8 @@ import time
 import traceback
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -67,6 +69,7 @@ class SinkRunner:
         self.policy = policy
         self.limiter = limiter
         self.timeout = timeout
+        self._executor: ThreadPoolExecutor | None = None
         self.on_recorded = on_recorded  # (sink name, event ids) -> None: the embedded relay's completion
         self.stop = threading.Event()
         self.busy = threading.Lock()
@@ -250,28 +253,24 @@ class SinkRunner:
     def _call_with_timeout(self, events: Sequence[Event]) -> None:
         """Run ``deliver`` with the timeout; a call still running after it counts as a failed attempt.
 
-        The late call is left to finish on its own thread (Python cannot stop it); sinks are idempotent, so
-        its effect and the retry's effect are one.
+        Calls run on one reused thread. A late call is left to finish on its own (Python cannot stop a thread)
+        and the next calls get a fresh thread; sinks are idempotent, so the late call's effect and the retry's
+        effect are one.
         """
         if not self.timeout:
             self.sink.deliver(events)
             return
-        outcome: list[BaseException | None] = []
-
-        def call() -> None:
-            try:
-                self.sink.deliver(events)
-                outcome.append(None)
-            except BaseException as exc:
-                outcome.append(exc)
-
-        thread = threading.Thread(target=call, name=f"deliver:{self.sink.name}", daemon=True)
-        thread.start()
-        thread.join(self.timeout)
-        if thread.is_alive():
-            raise ExternalAPIError(f"delivery to {self.sink.name} took longer than {self.timeout:g} s", retriable=True)
-        if outcome and outcome[0] is not None:
-            raise outcome[0]
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"deliver:{self.sink.name}")
+        future = self._executor.submit(self.sink.deliver, events)
+        try:
+            future.result(timeout=self.timeout)
+        except FutureTimeout:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+            raise ExternalAPIError(
+                f"delivery to {self.sink.name} took longer than {self.timeout:g} s", retriable=True
+            ) from None
 
     def _give_up(
         self, event: Event, error: tuple[BaseException, int], outcomes: dict[str, tuple[str, Event | None, str]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -55,6 +55,8 @@ class Hub:
         self.dlq = DeadLetters(self.store)
         self._plugin_settings: dict[str, BaseModel] = {}
         self._limiters: dict[str, RateLimiter] = {}
+        self._runtimes: dict[str, Any] = {}
+        self._runtime_lock = threading.Lock()
         self.sinks: dict[str, Sink] = {}
         self.runners: dict[str, SinkRunner] = {}
         self.routes: list[WebhookRoute] = []
@@ -94,6 +96,25 @@ class Hub:
             return self._plugin_settings[name]
         except KeyError:
             raise ConfigError(f"no settings registered for plugin {name!r}") from None
+
+    def runtime(self, key: str, factory: Callable[[], Any]) -> Any:
+        """One object per hub and key (a plugin's connections to its accounts), made on first use.
+
+        The plugin's web routes, sink, pollers and CLI commands share it; ``release_runtime`` closes it.
+        """
+        with self._runtime_lock:
+            found = self._runtimes.get(key)
+            if found is None:
+                found = self._runtimes[key] = factory()
+            return found
+
+    def release_runtime(self, key: str) -> None:
+        """Forget the object ``runtime(key)`` made, calling its ``close()`` if it has one."""
+        with self._runtime_lock:
+            found = self._runtimes.pop(key, None)
+        close = getattr(found, "close", None)
+        if callable(close):
+            close()
 
     def limiter(self, name: str, spec: str) -> RateLimiter:
         """The one rate limiter for an external account (``"bitrix24:acme.bitrix24.ru"``), shared process-wide."""

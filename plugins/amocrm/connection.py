@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-import weakref
 from typing import Any
 
 import httpx
@@ -166,24 +165,14 @@ class Accounts:
             account.close()
 
 
-_REGISTRY: weakref.WeakKeyDictionary[Any, Accounts] = weakref.WeakKeyDictionary()
-_REGISTRY_LOCK = threading.Lock()
-
-
 def accounts(hub: Any) -> Accounts:
     """The accounts of ``hub``, created once per hub (the web route, sink, poller and CLI share them)."""
-    with _REGISTRY_LOCK:
-        found = _REGISTRY.get(hub)
-        if found is None:
-            found = _REGISTRY[hub] = Accounts(hub)
-        return found
+    found: Accounts = hub.runtime("amocrm", lambda: Accounts(hub))
+    return found
 
 
 def forget(hub: Any) -> None:
-    with _REGISTRY_LOCK:
-        found = _REGISTRY.pop(hub, None)
-    if found is not None:
-        found.close()
+    hub.release_runtime("amocrm")
 
 
 def is_fatal_for_account(exc: BaseException) -> bool:

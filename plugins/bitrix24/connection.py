@@ -6,7 +6,6 @@ from __future__ import annotations
 import hmac
 import threading
 import time
-import weakref
 from typing import Any
 
 import httpx
@@ -280,21 +279,11 @@ class Portals:
             portal.close()
 
 
-_REGISTRY: weakref.WeakKeyDictionary[Any, Portals] = weakref.WeakKeyDictionary()
-_REGISTRY_LOCK = threading.Lock()
-
-
 def portals(hub: Any) -> Portals:
     """The portals of ``hub``, created once per hub (the web route, sink, poller and CLI share them)."""
-    with _REGISTRY_LOCK:
-        found = _REGISTRY.get(hub)
-        if found is None:
-            found = _REGISTRY[hub] = Portals(hub)
-        return found
+    found: Portals = hub.runtime("bitrix24", lambda: Portals(hub))
+    return found
 
 
 def forget(hub: Any) -> None:
-    with _REGISTRY_LOCK:
-        found = _REGISTRY.pop(hub, None)
-    if found is not None:
-        found.close()
+    hub.release_runtime("bitrix24")

@@ -171,3 +171,23 @@ def test_every_hook_is_documented_for_plugin_authors():
     assert not missing, f"hooks not documented in docs/plugins.md: {missing}"
     for name in hooks:
         assert (getattr(hookspecs, name).__doc__ or "").strip(), f"{name} has no docstring"
+
+
+def test_a_plugin_runtime_is_made_once_per_hub_and_closed_on_release(embedded):
+    hub = embedded.hub()
+    made: list[object] = []
+
+    class Connections:
+        closed = False
+
+        def close(self) -> None:
+            self.closed = True
+
+    def factory() -> Connections:
+        made.append(Connections())
+        return made[-1]
+
+    first = hub.runtime("crm", factory)
+    assert hub.runtime("crm", factory) is first and len(made) == 1
+    hub.release_runtime("crm")
+    assert first.closed and hub.runtime("crm", factory) is not first

@@ -6,7 +6,7 @@ import time
 
 import httpx
 import pytest
-from conftest import Running, fixture_json
+from amocrm_testing import Running, fixture_json
 
 from hub.core.errors import ExternalAPIError, FatalDelivery
 from hub.core.ratelimit import RateLimiter

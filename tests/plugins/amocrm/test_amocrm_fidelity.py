@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import Running
+from amocrm_testing import Running
 
 requests = pytest.importorskip("requests")
 amocrm_v2 = pytest.importorskip("amocrm.v2")

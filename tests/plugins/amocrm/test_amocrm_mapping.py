@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from conftest import Running
+from amocrm_testing import Running
 
 from hub.core.events import ClientKey, ClientView, ItemView, RefView
 from plugins.amocrm.mapping import (

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import Running, fixture_json
+from amocrm_testing import Running, fixture_json
 
 from hub.core.errors import ExternalAPIError
 from plugins.amocrm.client import AmoCRMClient, OAuthSession, OAuthTokens, ReconnectRequired

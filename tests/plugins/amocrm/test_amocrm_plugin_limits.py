@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import Connected, fixture_json
+from amocrm_testing import Connected, fixture_json
 from sqlalchemy import func, select
 
 from hub.core import schema as s

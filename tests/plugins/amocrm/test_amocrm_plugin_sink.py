@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from conftest import WEBHOOK_SECRET, Connected
+from amocrm_testing import WEBHOOK_SECRET, Connected
 from sqlalchemy import func, select
 
 from hub.core import schema as s

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from amocrm_testing import Connected
 from click.testing import CliRunner
-from conftest import Connected
 
 from hub.cli import build_cli
 from hub.core.plugins import PluginHost

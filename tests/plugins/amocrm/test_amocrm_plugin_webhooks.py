@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import WEBHOOK_SECRET, Connected, Running, fixture_text
+from amocrm_testing import WEBHOOK_SECRET, Connected, Running, fixture_text
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Running, fixture_json
+from amocrm_testing import Running, fixture_json
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response

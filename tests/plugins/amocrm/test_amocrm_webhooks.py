@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import fixture_json, fixture_text
+from amocrm_testing import fixture_json, fixture_text
 
 from hub.core.errors import BadInput
 from plugins.amocrm.webhooks import encode_nested_form, parse_nested_form, parse_webhook

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Portal
+from bitrix24_testing import Portal
 
 from hub.core.errors import ExternalAPIError, FatalDelivery
 from hub.core.ratelimit import RateLimiter

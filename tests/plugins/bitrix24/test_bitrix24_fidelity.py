@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from conftest import Portal
+from bitrix24_testing import Portal
 from fast_bitrix24 import BitrixAsync
 
 

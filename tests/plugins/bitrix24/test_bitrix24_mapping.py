@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from conftest import Portal
+from bitrix24_testing import Portal
 
 from hub.core.events import ClientView, ItemView, RefView
 from plugins.bitrix24.mapping import (

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from conftest import Portal, Wired
+from bitrix24_testing import Portal, Wired
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from test_bitrix24_plugin_sink import running, settle

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from conftest import Wired
+from bitrix24_testing import Wired
 from sqlalchemy import func, select
 
 from hub.core import schema as s

@@ -6,8 +6,8 @@ import math
 from typing import Any
 
 import pytest
+from bitrix24_testing import Wired
 from click.testing import CliRunner
-from conftest import Wired
 
 from hub.cli import build_cli
 from hub.core.plugins import PluginHost

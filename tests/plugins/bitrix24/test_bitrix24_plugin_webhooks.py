@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import structlog
 from bitrix24_payloads import fixture_json, fixture_text
-from conftest import Wired
+from bitrix24_testing import Wired
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 from bitrix24_payloads import fixture_json, fixture_text
-from conftest import Portal
+from bitrix24_testing import Portal
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response

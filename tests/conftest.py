@@ -19,7 +19,7 @@ from hub.core.settings import load_settings
 
 PG_URL = os.environ.get("HUB_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 AMQP_URL = os.environ.get("HUB_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def _reachable(host: str, port: int) -> bool:

@@ -44,3 +44,13 @@ def test_the_core_imports_no_plugin_web_or_cli_and_plugins_do_not_import_each_ot
 def test_mypy_is_clean_on_hub_and_plugins():
     result = run(tool("mypy"))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_test_reads_files_outside_the_repository():
+    """A fresh clone has nothing beside it: every payload a test uses lives in tests/fixtures."""
+    offenders = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if ("../shared" in line or '"shared" / "fixtures"' in line) and "offenders" not in line:
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)

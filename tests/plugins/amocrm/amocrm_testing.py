@@ -14,7 +14,7 @@ from hub.testing import serve_asgi
 from plugins.amocrm.client import AmoCRMClient
 from plugins.amocrm.sandbox import Sandbox, create_app
 
-FIXTURES = Path(__file__).resolve().parents[4] / "shared" / "fixtures" / "amocrm"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "amocrm"
 
 
 def fixture_text(name: str) -> str:

@@ -1,4 +1,4 @@
-"""The documented Bitrix24 payloads in ../shared/fixtures/bitrix24, loaded by name."""
+"""The documented Bitrix24 payloads in tests/fixtures/bitrix24 (sources in tests/fixtures/README.md), loaded by name."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-FIXTURES = Path(__file__).resolve().parents[4] / "shared" / "fixtures" / "bitrix24"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "bitrix24"
 
 
 def fixture_text(name: str) -> str:

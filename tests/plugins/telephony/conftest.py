@@ -1,4 +1,4 @@
-"""Shared fixtures: the recorded PBX payloads beside the repository, and a clock that ticks one second per read."""
+"""Shared fixtures: the recorded PBX payloads in tests/fixtures/telephony and a clock that ticks a second a read."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from hub.core.hub import Hub
 from plugins.telephony import plugin as telephony_plugin
 from plugins.telephony.sandbox import AmiEvent, AMISandbox, load_ami_session
 
-FIXTURES = Path(__file__).resolve().parents[4] / "shared" / "fixtures" / "telephony"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "telephony"
 AMI_SESSIONS = sorted(p.stem for p in (FIXTURES / "ami").glob("*.json"))
 
 

@@ -30,7 +30,7 @@ from hub.core.events import (
     SourceRef,
     TaskObservation,
 )
-from hub.core.identity import normalize_email, normalize_phone
+from hub.core.identity import company_name_key, name_adds_nothing, normalize_email, normalize_phone
 from hub.core.record import (
     ClientState,
     as_utc,
@@ -82,6 +82,9 @@ _LOCK_KEYS = text(
 _NOT_ITEM_FIELDS = frozenset(
     {"schema_version", "source", "observed_at", "kind", "client", "fields", "channel", "occurred_at"}
 )
+# a contact point that only suggests: two companies with one normalised name become a merge candidate, never one
+COMPANY_NAME = "company_name"
+_PERSON_NAME_FIELDS = frozenset({"name", "first_name", "last_name", "middle_name"})
 _OPEN_CANDIDATE = select(s.merge_candidates.c.id).where(
     s.merge_candidates.c.client_id == bindparam("a"),
     s.merge_candidates.c.other_id == bindparam("b"),
@@ -143,6 +146,18 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
         return _iso(value)
     return value
+
+
+def _only_respelt(kind: str, fieldname: str, new: Any, old: Any) -> bool:
+    """A name that says nothing new keeps the one the hub holds: ``ИВАНОВ И.`` does not replace ``Иванов Иван
+    Петрович``, nor ``ООО Атлант`` the ``ООО «Атлант»`` of the same company. A real change still wins."""
+    if not (isinstance(new, str) and isinstance(old, str)):
+        return False
+    if kind == "company":
+        return (
+            fieldname == "name" and company_name_key(new) is not None and company_name_key(new) == company_name_key(old)
+        )
+    return fieldname in _PERSON_NAME_FIELDS and name_adds_nothing(new, old)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -373,8 +388,9 @@ class Ingest:
             if self._set_field(state, fieldname, _jsonable(value), origin, t):
                 changed.append(fieldname)
 
+        hints = [(COMPANY_NAME, [k])] if obs.client_kind == "company" and name and (k := company_name_key(name)) else []
         new_points: list[tuple[str, str]] = []
-        for kind, vals in (("phone", phones), ("email", emails), *((k, [v]) for k, v in keys)):
+        for kind, vals in (("phone", phones), ("email", emails), *((k, [v]) for k, v in keys), *hints):
             for value in vals:
                 if (kind, value) not in state.points and (kind, value) not in new_points:
                     new_points.append((kind, value))
@@ -404,7 +420,12 @@ class Ingest:
         if new_points:
             for kind, value in new_points:
                 for other in self._owners(kind, [value], obs.client_kind)[value]:
-                    if other != state.id:
+                    if other == state.id:
+                        continue
+                    if kind == COMPANY_NAME:
+                        if not self._keys_conflict(state, other):
+                            self._candidate(state.id, other, f"similar company name {name!r} ({obs.source})")
+                    else:
                         self._candidate(state.id, other, f"shared {kind} {value} ({obs.source})")
                 self._point_cache[(kind, value, obs.client_kind)] = sorted(
                     {*self._point_cache.get((kind, value, obs.client_kind), []), state.id}
@@ -433,9 +454,22 @@ class Ingest:
                 self._states[client_id] = state
         return state
 
+    def _keys_conflict(self, state: ClientState, other_id: int) -> bool:
+        """Whether two clients hold different values of one identity key (two INNs): surely not one client."""
+        other = self._state(other_id)
+        if other is None:
+            return False
+        for key in self.policy.identity_keys:
+            mine, theirs = set(state.values(key)), set(other.values(key))
+            if mine and theirs and not mine & theirs:
+                return True
+        return False
+
     def _set_field(self, state: ClientState, fieldname: str, value: Any, origin: str, t: str) -> bool:
         old = state.fields.get(fieldname)
         if old is not None and _same(old.get("v"), value):
+            return False
+        if old is not None and _only_respelt(state.kind, fieldname, value, old.get("v")):
             return False
         if not self.policy.outranks(fieldname, origin, t, old):
             return False

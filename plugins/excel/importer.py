@@ -121,9 +121,10 @@ def plan_import(
 ) -> ImportPlan:
     """Read ``path`` and say what importing it means, without changing anything.
 
-    ``source`` names the account of the observations' SourceRef (default: the file name), so a re-import of the
-    same list, even re-sorted, reaches the same refs. ``observed_at`` defaults to the file's modification time:
-    importing an unchanged file twice is then the same observation twice.
+    ``source`` names the account of the observations' SourceRef (default: the file name without its extension),
+    so a re-import of the same list, even re-sorted or saved in another format, reaches the same refs.
+    ``observed_at`` defaults to the file's modification time: importing an unchanged file twice is then the same
+    observation twice.
     """
     with _collector_paused():
         return _plan_import(
@@ -176,7 +177,7 @@ def _plan_import(
         path=path,
         format=rows.format.value,
         sheet=rows.sheet,
-        account=source or path.name,
+        account=source or path.stem,
         layout=layout,
         warnings=rows.warnings,
     )

@@ -164,12 +164,15 @@ def _match_words(small: tuple[str, ...], big: tuple[str, ...], *, fuzzy: bool) -
 
 
 def _initials_fit(initials: tuple[str, ...], others: list[str]) -> bool:
+    """Each initial stands for one of the other side's unclaimed words; with none left it stands for a word the
+    other side leaves out (``Коваленко О. А.`` and ``Оксана Коваленко``), which contradicts nothing."""
     left = list(others)
     for letter in initials:
         hit = next((w for w in left if w[0] == letter), None)
-        if hit is None:
+        if hit is not None:
+            left.remove(hit)
+        elif left:
             return False
-        left.remove(hit)
     return True
 
 

@@ -379,7 +379,7 @@ class Ingest:
         }
         values.update(obs.fields)
         if obs.company is not None:
-            company_id = self._resolve_key(obs.company, origin, kind="company")
+            company_id = self._employer(obs.company, origin, state)
             if company_id is not None and company_id != state.id:
                 values["company_id"] = company_id
         for fieldname, value in values.items():
@@ -539,6 +539,29 @@ class Ingest:
                 occurred_at=now,
             )
         )
+
+    def _employer(self, key: ClientKey, origin: str, person: ClientState) -> int | None:
+        """The company a person's observation names.
+
+        A company named without an INN or a phone whose name matches the person's current company (``ООО «Атлант»``
+        / ``Атлант, ООО``) is that company: a second list naming a known person's employer neither gives them a
+        duplicate one nor moves them to another spelling. Anywhere else a matching name is only a merge candidate.
+        """
+        if (
+            person.company_id is not None
+            and key.ref is not None
+            and key.client_id is None
+            and not (key.phones or key.emails)
+            and key.name
+        ):
+            current = self._live_id(person.company_id)
+            company = self._state(current) if current is not None else None
+            wanted = company_name_key(key.name)
+            if company is not None and wanted is not None and wanted == company_name_key(company.name or ""):
+                if self._find_ref(key.ref) is None:
+                    self._link_ref(key.ref, "client", company.id)
+                return company.id
+        return self._resolve_key(key, origin, kind="company")
 
     def _resolve_key(self, key: ClientKey, origin: str, *, kind: str | None = None) -> int | None:
         """Find (or create) the client a ClientKey names; ``None`` when none matches and none may be made."""

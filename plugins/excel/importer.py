@@ -71,6 +71,13 @@ class ImportPlan:
     merge_candidates: int = 0
 
     @property
+    def companies(self) -> int:
+        """Companies the file names: those applied on their own and those made by the first person naming them."""
+        own = {o.source.id for o in self.observations if o.client_kind == "company"}
+        linked = {o.company.ref.id for o in self.observations if o.company is not None and o.company.ref is not None}
+        return len(own | linked)
+
+    @property
     def headers(self) -> list[str]:
         return list(self.layout.headers)
 
@@ -81,7 +88,7 @@ class ImportPlan:
             "sheet": self.sheet,
             "rows read": self.rows_read,
             "clients": sum(1 for o in self.observations if o.client_kind == "person"),
-            "companies": sum(1 for o in self.observations if o.client_kind == "company"),
+            "companies": self.companies,
             "duplicates in file": self.duplicates,
             "rejected": len(self.rejected),
             "notes": len(self.notes),

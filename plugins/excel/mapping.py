@@ -495,10 +495,12 @@ def build_observations(
     companies: dict[str, ClientObservation] = {}
     spellings: dict[str, Counter[str]] = {}
     by_name: dict[str, str] = {}
+    from_records: set[str] = set()
     for record in records:
         if record.kind == "company":
             ref = _company_ref(account, record.inn, record.name)
             companies[ref.id] = _observation(record, ref, observed_at)
+            from_records.add(ref.id)
             spellings.setdefault(ref.id, Counter()).update(record.names)
             if record.name:
                 by_name[_name_key(record.name)] = ref.id
@@ -539,6 +541,9 @@ def build_observations(
             if best != companies[company_id].name:
                 companies[company_id] = companies[company_id].model_copy(update={"name": best})
     keys = {cid: ClientKey(kind="company", name=obs.name, ref=obs.source) for cid, obs in companies.items()}
+    # a company named only in people's rows, without an INN, is made by the first person who names it: the core
+    # then keeps a known person's employer when a new list spells it differently, instead of a duplicate company
+    standalone = [obs for cid, obs in companies.items() if obs.identity or cid in from_records]
     people: list[ClientObservation] = []
     for record, company_id in linked:
         company = keys[company_id] if company_id is not None else None
@@ -548,7 +553,7 @@ def build_observations(
         # a plain dict is validated inside the one model call: a third cheaper than building a SourceRef first
         source = {"system": SYSTEM, "account": account, "entity": ROW_ENTITY, "id": person_id}
         people.append(_observation(record, source, observed_at, company))
-    return [*companies.values(), *people]
+    return [*standalone, *people]
 
 
 def _company_ref(account: str, inn: str | None, name: str | None) -> SourceRef:

@@ -272,7 +272,7 @@ def _companies(rng: random.Random, count: int) -> list[TrueCompany]:
 def _persons(rng: random.Random, count: int, companies: list[TrueCompany]) -> list[TruePerson]:
     taken_phones: set[str] = set()
     taken_emails: set[str] = set()
-    weights = [1.0 / (1 + i % 37) for i in range(len(companies))]
+    weights = [1.0 / (1 + i % 5) for i in range(len(companies))]
     persons: list[TruePerson] = []
     for index in range(count):
         if persons and rng.random() < 0.03:  # a namesake: same ФИО, nothing else in common
@@ -301,22 +301,27 @@ def _persons(rng: random.Random, count: int, companies: list[TrueCompany]) -> li
     return persons
 
 
-def generate(rows: int = 2000, seed: int = 15) -> MessyBase:
-    """A base of about ``rows`` data rows (people's rows plus a few blank and "Итого" rows), the same every time."""
+def generate(rows: int = 2000, seed: int = 15, *, variant: int = 0) -> MessyBase:
+    """A base of ``rows`` data rows (people's rows plus a few blank and "Итого" rows), the same every time.
+
+    ``variant`` writes the same people and companies as another list would: other rows, other spellings.
+    """
     rng = random.Random(seed)
     person_count = max(1, round(rows * 0.714))
     companies = _companies(rng, max(1, round(person_count * 0.287)))
     persons = _persons(rng, person_count, companies)
+    rng = random.Random(seed * 7919 + variant)
+    junk = 2 * (rows // 400 + 1)
     rows_of: list[Row] = []
-    for person in persons:
-        copies = rng.choices((1, 2, 3, 4), (0.74, 0.19, 0.05, 0.02))[0]
-        for copy in range(copies):
-            rows_of.append(_person_row(rng, person, companies, first=copy == 0))
+    for person in persons:  # every person once, then more rows of some people up to the size asked for
+        rows_of.append(_person_row(rng, person, companies, first=True))
+    while len(rows_of) < rows - junk:
+        rows_of.append(_person_row(rng, rng.choice(persons), companies, first=False))
     rng.shuffle(rows_of)
-    del rows_of[max(rows - rows // 200, 1) :]
-    for _ in range(rows // 400 + 1):
+    del rows_of[max(rows - junk, 1) :]
+    for _ in range(junk // 2):
         rows_of.insert(rng.randrange(len(rows_of) + 1), Row(["", "", "", "", "", "", ""], None))
-    for _ in range(rows // 400 + 1):
+    for _ in range(junk // 2):
         total = rng.choice(TOTALS)
         rows_of.insert(rng.randrange(len(rows_of) + 1), Row([total, "", "", "", "", "", rng.randrange(100, 999)], None))
     return MessyBase(seed, persons, companies, rows_of)

@@ -8,14 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from excel_hub import PLUGINS, ExcelHub, excel_hub, snapshot
+from excel_workbooks import write_xlsx
+from messy_base import MessyBase, generate, score
 from openpyxl import load_workbook
 
 from hub.core import schema as s
 from plugins.excel.apply import run_import
 from tests.conftest import Backend
-from tests.plugins.excel.excel_hub import PLUGINS, ExcelHub, excel_hub, snapshot
-from tests.plugins.excel.excel_workbooks import write_xlsx
-from tests.plugins.excel.messy_base import MessyBase, generate, score
 
 ROWS = 2000
 HEADER = ["ФИО", "Телефон", "E-mail", "Организация", "ИНН"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -235,3 +236,16 @@ def test_two_people_sharing_an_office_phone_stay_two_clients_across_imports(
     assert env.hub.find_clients(email="petrov@firm.ru")[0].phones == []
     again = env.import_json(path)
     assert (again["created"], again["updated"]) == (0, 0)
+
+
+def test_import_progress_is_logged_off_a_terminal_and_never_mixed_into_stdout(
+    embedded, monkeypatch, tmp_path: Path
+) -> None:
+    env = excel_hub(embedded, monkeypatch)
+    result = env.cli("excel", "import", russian_list(tmp_path / "clients.xlsx"), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["summary"]["created"] == 5  # stdout holds the report and nothing else
+    logged = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    finished = {e["task"]: e for e in logged if e["event"] == "progress finished"}
+    assert finished["reading rows"]["done"] == finished["reading rows"]["total"] == 8
+    assert finished["applying clients"]["done"] == finished["applying clients"]["total"] == 5

@@ -19,6 +19,8 @@ from hub.core.errors import BadInput
 _SPLIT = re.compile(r"[;,\n\r/]|\s{2,}")
 # zero-width space, non-joiner, joiner, word joiner, BOM, soft hyphen, Mongolian vowel separator: invisible in a cell
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
+_HAS_INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e]")
+_EXTENSION_HINT = re.compile(r"[#a-zA-Zа-яА-Я]")  # no letter and no '#': no extension, skip the long pattern
 _EXTENSION = re.compile(
     r"[\s,;]*(?:доб(?:авочный)?|вн(?:утр(?:енний)?)?|ext(?:ension)?|x|#)\s*\.?\s*[:№]?\s*(\d{1,6})\s*\Z", re.IGNORECASE
 )
@@ -38,14 +40,14 @@ _LEGAL_FORM_WORDS = frozenset(
 def clean_text(raw: str) -> str:
     """The value as a person reads it: zero-width characters removed, all whitespace around it (space, tab, NBSP,
     line breaks) stripped."""
-    if not raw.isascii():
+    if not raw.isascii() and _HAS_INVISIBLE.search(raw) is not None:
         raw = raw.translate(_INVISIBLE)
     return raw.strip()
 
 
 def split_extension(raw: str) -> tuple[str, str | None]:
     """``"+7 495 123-45-67 доб. 123"`` → ``("+7 495 123-45-67", "123")``; also ``вн.``, ``ext``, ``x``, ``#``."""
-    match = _EXTENSION.search(raw)
+    match = _EXTENSION.search(raw) if _EXTENSION_HINT.search(raw) is not None else None
     if match is None:
         return raw, None
     return raw[: match.start()].strip(), match.group(1)
@@ -91,9 +93,11 @@ def split_phones(raw: str) -> list[str]:
         piece = clean_text(piece)
         if not piece:
             continue
-        if pieces and not any(ch.isdigit() for ch in split_extension(piece)[0]) and split_extension(piece)[1]:
-            pieces[-1] = f"{pieces[-1]} {piece}"
-            continue
+        if pieces and _EXTENSION_HINT.search(piece) is not None:
+            number, extension = split_extension(piece)
+            if extension and not any(ch.isdigit() for ch in number):
+                pieces[-1] = f"{pieces[-1]} {piece}"
+                continue
         pieces.append(piece)
     return pieces
 

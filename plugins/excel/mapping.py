@@ -158,7 +158,7 @@ class ClientRecord:
     rows: int = 1
     name: str | None = None
     names: set[str] = field(default_factory=set)
-    name_counts: Counter[str] = field(default_factory=Counter)
+    name_counts: dict[str, int] = field(default_factory=dict)
     last_name: str | None = None
     first_name: str | None = None
     middle_name: str | None = None
@@ -197,7 +197,8 @@ class ClientRecord:
         self.rows += other.rows
         self.first_row = min(self.first_row, other.first_row)
         self.names |= other.names
-        self.name_counts.update(other.name_counts)
+        for spelling, times in other.name_counts.items():
+            self.name_counts[spelling] = self.name_counts.get(spelling, 0) + times
         if other.name and self.kind == "person":
             best = max(self.name_counts.items(), key=lambda item: _name_rank(*item))[0]
             if best != self.name:
@@ -344,7 +345,7 @@ class RowMapper:
             first_row=number,
             name=name,
             names={name} if name else set(),
-            name_counts=Counter([name] if name else []),
+            name_counts={name: 1} if name else {},
             last_name=last,
             first_name=first,
             middle_name=middle,

@@ -20,6 +20,7 @@ import random
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -272,7 +273,8 @@ def _companies(rng: random.Random, count: int) -> list[TrueCompany]:
 def _persons(rng: random.Random, count: int, companies: list[TrueCompany]) -> list[TruePerson]:
     taken_phones: set[str] = set()
     taken_emails: set[str] = set()
-    weights = [1.0 / (1 + i % 5) for i in range(len(companies))]
+    # cumulative weights once: choices() would add the weights up again for every person
+    cumulative = list(accumulate(1.0 / (1 + i % 5) for i in range(len(companies))))
     persons: list[TruePerson] = []
     for index in range(count):
         if persons and rng.random() < 0.03:  # a namesake: same ФИО, nothing else in common
@@ -296,7 +298,7 @@ def _persons(rng: random.Random, count: int, companies: list[TrueCompany]) -> li
                     taken_emails.add(email)
                     emails.append(email)
                     break
-        company = rng.choices(range(len(companies)), weights)[0] if companies and rng.random() < 0.8 else None
+        company = rng.choices(range(len(companies)), cum_weights=cumulative)[0] if rng.random() < 0.8 else None
         persons.append(TruePerson(index, last, first, middle, phones, emails, company, rng.choice(POSITIONS)))
     return persons
 

@@ -554,11 +554,15 @@ class Ingest:
             and not (key.phones or key.emails)
             and key.name
         ):
+            found = self._find_ref(key.ref)
+            named = self._state(self._live_id(found[1]) or 0) if found is not None and found[0] == "client" else None
+            if named is not None and any(named.values(k) for k in self.policy.identity_keys):
+                return named.id  # a company known by its INN is surer than a name
             current = self._live_id(person.company_id)
             company = self._state(current) if current is not None else None
             wanted = company_name_key(key.name)
             if company is not None and wanted is not None and wanted == company_name_key(company.name or ""):
-                if self._find_ref(key.ref) is None:
+                if found is None:
                     self._link_ref(key.ref, "client", company.id)
                 return company.id
         return self._resolve_key(key, origin, kind="company")

@@ -337,3 +337,25 @@ def test_totals_and_broken_rows_go_to_the_rejected_file_with_a_reason(embedded, 
     assert "totals row" in str(reasons[3])
     assert "7 digits" in str(reasons[4]) and "not a valid address" in str(reasons[4])
     assert {c.name for c in env.hub.iter_clients()} == {"Иванов Иван", "Петров Пётр"}
+
+
+def test_a_known_persons_employer_spelt_anew_stays_the_same_company_unless_an_inn_says_otherwise(
+    embedded, monkeypatch, tmp_path: Path
+) -> None:
+    env = excel_hub(embedded, monkeypatch)
+    imported(env, write_xlsx(tmp_path / "a.xlsx", [HEADER, ["Петров Пётр", "+79161234567", "", "ООО «Атлант»", ""]]))
+    (first,) = [c for c in env.hub.iter_clients() if c.kind == "company"]
+    counts = imported(
+        env, write_xlsx(tmp_path / "b.xlsx", [HEADER, ["Петров Пётр", "+79161234567", "", "Атлант, ООО", ""]])
+    )
+    assert counts["created"] == counts["updated"] == 0  # no second Атлант, no move
+    imported(
+        env, write_xlsx(tmp_path / "c.xlsx", [HEADER, ["Петров Пётр", "+79161234567", "", "ООО Атлант", "7707083893"]])
+    )
+    (person,) = env.hub.find_clients(phone="+79161234567")
+    assert person.company_id != first.id  # the INN names a company for sure: the person works there now
+    with env.hub.store.read() as conn:
+        owner = conn.execute(
+            s.contact_points.select().where(s.contact_points.c.kind == "inn", s.contact_points.c.value == "7707083893")
+        ).first()
+    assert owner is not None and owner.client_id == person.company_id

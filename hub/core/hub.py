@@ -12,6 +12,7 @@ import structlog
 from pydantic import BaseModel, ValidationError
 
 from hub.core import record
+from hub.core.assignment import PartitionAssigner
 from hub.core.bus import BusConfig
 from hub.core.delivery import SinkRunner
 from hub.core.dlq import DeadLetters
@@ -59,6 +60,7 @@ class Hub:
         self._runtime_lock = threading.Lock()
         self.sinks: dict[str, Sink] = {}
         self.runners: dict[str, SinkRunner] = {}
+        self.assigner: PartitionAssigner | None = None
         self.routes: list[WebhookRoute] = []
         self.sources: list[Listener | Poller] = []
         self.relay = Relay(self.store, self.bus, lambda: sorted(self.sinks), batch=settings.relay_batch)
@@ -167,6 +169,10 @@ class Hub:
         self.prepare()
         if role in ("all", "worker"):
             self._spawn("relay", self.relay.run, self.stop_event)
+            if self.bus.is_amqp:
+                self.assigner = PartitionAssigner(self.state, self.bus.partitions)
+                self.assigner.beat()  # join before subscribing, so a newcomer takes only its share
+                self._spawn("assignment", self.assigner.run, self.stop_event)
             for sink in self.sinks.values():
                 limiter = self.limiter(sink.name, sink.rate_limit) if sink.rate_limit else None
                 policy = RetryPolicy(
@@ -182,6 +188,7 @@ class Hub:
                     limiter,
                     timeout=sink.timeout or self.settings.sink.timeout,
                     on_recorded=None if self.bus.durable else self.relay.on_recorded,
+                    assigner=self.assigner,
                 )
                 self.runners[sink.name] = runner
                 self._spawn(f"sink:{sink.name}", runner.run, self.stop_event)

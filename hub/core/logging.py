@@ -37,18 +37,23 @@ SENSITIVE_KEYS = {
     "long_lived_token",
     "webhook_secret",
     "code",
+    "api_token",
+    "generic_token",
 }
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@\s/]+)@", re.I)
+# user may be empty (redis://:pw@host); the password runs to the last "@" of the URL, so one holding "@" is masked
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s'\"]*):(?P<pw>[^\s'\"]*)@", re.I)
 _BITRIX_WEBHOOK = re.compile(r"(/rest/\d+/)[A-Za-z0-9]{6,}")
 _QUERY_SECRET = re.compile(r"(?i)([?&](?:auth|access_token|refresh_token|token|code|secret|api_key)=)[^&\s\"']+")
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}")
 
-_secrets: set[str] = set()
+_secrets: list[str] = []  # longest first, so a secret that contains another is masked whole
 
 
 def register_secrets(values: Iterable[str]) -> None:
-    """Values that must never appear in a log line, whatever key they hide under."""
-    _secrets.update(v for v in values if v and len(v) >= 4)
+    """Values that must never appear in a log line, whatever key they hide under and whatever their length."""
+    known = set(_secrets)
+    known.update(v for v in values if v)
+    _secrets[:] = sorted(known, key=len, reverse=True)
 
 
 def redact_text(text: str) -> str:

@@ -45,7 +45,7 @@ def nothing_stored(hub) -> bool:
 def test_mango_signed_events_are_stored_and_a_bad_sign_gets_401(telephony_hub) -> None:
     hub = telephony_hub()
     hub.start("all")
-    client = TestClient(create_app(hub))
+    client = TestClient(create_app(hub), base_url="http://127.0.0.1")
     summary = mango_raw("events_summary_inbound_answered.json")
     forged = MangoSender(MANGO_KEY, "not-the-salt").form(summary)
     answer = client.post(f"{MANGO}/summary", data=forged)
@@ -68,7 +68,7 @@ def test_mango_signed_events_are_stored_and_a_bad_sign_gets_401(telephony_hub) -
 def test_mango_events_repeated_and_out_of_order_make_one_entry_in_its_final_state(telephony_hub) -> None:
     hub = telephony_hub(extensions__1234="Оператор 1234")
     hub.start("all")
-    client = TestClient(create_app(hub))
+    client = TestClient(create_app(hub), base_url="http://127.0.0.1")
     sender = MangoSender(MANGO_KEY, MANGO_SALT)
     entry = "entry-out-1"
     legs = [json.loads(line) for line in mango_raw("events_call_outgoing_sequence.jsonl").splitlines()]
@@ -97,7 +97,7 @@ def test_mango_events_repeated_and_out_of_order_make_one_entry_in_its_final_stat
 def test_zadarma_echo_signature_and_replay(telephony_hub) -> None:
     hub = telephony_hub(zadarma__timezone="Europe/Moscow")
     hub.start("all")
-    client = TestClient(create_app(hub))
+    client = TestClient(create_app(hub), base_url="http://127.0.0.1")
     echo = client.get(ZADARMA, params={"zd_echo": "d41d8cd98f"})
     assert (echo.status_code, echo.text) == (200, "d41d8cd98f")
     blocks = zadarma_fixture()
@@ -128,7 +128,7 @@ def test_zadarma_echo_signature_and_replay(telephony_hub) -> None:
 def test_generic_form_with_token_bad_input_and_a_missed_call(telephony_hub) -> None:
     hub = telephony_hub(generic_token="form-token-1")
     hub.start("all")
-    client = TestClient(create_app(hub))
+    client = TestClient(create_app(hub), base_url="http://127.0.0.1")
     auth = {"Authorization": "Bearer form-token-1"}
     ended = {
         "call_id": "pbx-77", "event": "ended", "direction": "in", "from": "+44 20 7946 0958", "extension": "105",
@@ -158,7 +158,7 @@ def test_webhook_events_survive_a_restart_before_they_are_handled(telephony_hub,
     """Stored before the answer, handled by whichever process runs the inbox next."""
     web = telephony_hub()
     web.prepare()  # the web role only: nothing handles the inbox here
-    client = TestClient(create_app(web))
+    client = TestClient(create_app(web), base_url="http://127.0.0.1")
     sender = MangoSender(MANGO_KEY, MANGO_SALT)
     summary = mango_raw("events_summary_inbound_answered.json").replace("7800123635242", "79161234567")
     assert client.post(f"{MANGO}/summary", data=sender.form(summary)).json() == {"status": "stored"}
@@ -172,7 +172,7 @@ def test_webhook_events_survive_a_restart_before_they_are_handled(telephony_hub,
 def test_filed_events_are_forgotten_after_the_retention(telephony_hub) -> None:
     hub = telephony_hub(call_events_retention_hours=1)
     hub.start("all")
-    client = TestClient(create_app(hub))
+    client = TestClient(create_app(hub), base_url="http://127.0.0.1")
     form, signature = zadarma_fixture()["NOTIFY_END"]
     assert client.post(ZADARMA, data=form, headers={"Signature": signature}).json() == {"status": "stored"}
     wait_for(lambda: calls_on_timeline(hub))

@@ -50,7 +50,7 @@ def test_click_to_call_refuses_what_it_cannot_place(telephony_hub) -> None:
     api = TestClient(create_app(hub), base_url="http://127.0.0.1")
     assert api.post("/api/calls", json={"extension": "101", "phone": "12"}).status_code == 422
     assert api.post("/api/calls", json={"extension": "", "phone": "+79165550102"}).status_code == 422
-    assert api.post("/api/calls", content=b"[1").status_code == 400
+    assert api.post("/api/calls", content=b"[1", headers={"Content-Type": "application/json"}).status_code == 400
     unconfigured = api.post("/api/calls", json={"extension": "101", "phone": "+79165550102"})
     assert unconfigured.status_code == 409 and "HUB_TELEPHONY__AMI__HOST" in unconfigured.json()["detail"]
     assert api.get("/api/calls/nope").status_code == 404

@@ -19,6 +19,10 @@ def run(hub: Hub, *, role: str = "all", host: str | None = None, port: int | Non
     """Start ``role`` and block until SIGTERM/SIGINT; then drain in-flight work and return."""
     host = host or hub.settings.http.host
     port = port or hub.settings.http.port
+    if role in ("all", "web"):
+        from hub.web.security import check_listen_address
+
+        check_listen_address(hub.settings.http, host)  # before anything starts: no open hub beyond loopback
     hub.start(role)
     try:
         if role in ("all", "web"):

@@ -30,7 +30,7 @@ from hub.core.relay import Relay
 from hub.core.retry import RetryPolicy
 from hub.core.settings import Settings, load_plugin_settings, secret_values
 from hub.core.sinks import Sink
-from hub.core.sources import Listener, Poller, WebhookRoute
+from hub.core.sources import Listener, Poller, UnmountedRoute, WebhookRoute
 from hub.core.state import StateStore
 from hub.core.store import Store, upgrade
 
@@ -62,6 +62,7 @@ class Hub:
         self.runners: dict[str, SinkRunner] = {}
         self.assigner: PartitionAssigner | None = None
         self.routes: list[WebhookRoute] = []
+        self.unmounted_routes: list[UnmountedRoute] = []
         self.sources: list[Listener | Poller] = []
         self.relay = Relay(self.store, self.bus, lambda: sorted(self.sinks), batch=settings.relay_batch)
         self.stop_event = threading.Event()
@@ -132,6 +133,16 @@ class Hub:
             limiter = self._limiters[name] = RateLimiter(spec, on_acquire=count)
         return limiter
 
+    def _register_route(self, route: WebhookRoute) -> None:
+        """Mount a plugin's route only if it is API (token-guarded) or verifies its sender; remember why not."""
+        reason = route.unmounted_because()
+        if reason is None:
+            self.routes.append(route)
+            return
+        plugin = self.plugins.calling or "?"
+        self.unmounted_routes.append(UnmountedRoute(plugin, route.path, reason))
+        log.info("webhook route not mounted", plugin=plugin, path=route.path, reason=reason)
+
     def _register_sink(self, sink: Sink) -> None:
         if not sink.name or not sink.system:
             raise ConfigError(f"sink {sink!r} needs a name and a system")
@@ -149,7 +160,7 @@ class Hub:
             self.migrate()
         self.plugins.each("hub_startup", hub=self)
         self.plugins.each("hub_register_sinks", hub=self, register=self._register_sink)
-        self.plugins.each("hub_register_routes", hub=self, register=self.routes.append)
+        self.plugins.each("hub_register_routes", hub=self, register=self._register_route)
         self.plugins.each(
             "hub_register_inbox_handlers",
             hub=self,

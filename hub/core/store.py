@@ -63,6 +63,7 @@ class Store:
                 url,
                 echo=echo,
                 json_serializer=_json_dumps,
+                hide_parameters=True,  # a database error must never carry names and phones into a log line
                 connect_args={"check_same_thread": False, "timeout": 60},
             )
             self._setup_sqlite(self.engine)
@@ -75,6 +76,7 @@ class Store:
                 url,
                 echo=echo,
                 json_serializer=_json_dumps,
+                hide_parameters=True,  # a database error must never carry names and phones into a log line
                 pool_size=10,
                 max_overflow=20,
                 pool_pre_ping=True,

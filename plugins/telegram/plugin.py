@@ -35,7 +35,7 @@ def hub_register_routes(hub: Any, register: Any) -> None:
     if found is None:
         return
     register(api_route(found))
-    if found.settings.mode == "webhook" and found.settings.webhook_secret is not None:
+    if found.settings.mode == "webhook":  # mounted only once its secret is set (the core checks)
         register(webhook_route(found))
 
 

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from hub.core.sources import WebhookRoute
+from hub.core.sources import SenderCheck, WebhookRoute
 from plugins.telegram.bot import UPDATE_KIND, Bot
 
 log = structlog.get_logger("hub.telegram.webhook")
@@ -30,13 +30,12 @@ def _error(status: int, code: str, detail: str) -> JSONResponse:
 
 def webhook_route(bot: Bot) -> WebhookRoute:
     secret = bot.settings.webhook_secret
-    assert secret is not None
-    expected = secret.get_secret_value().encode()
+    expected = secret.get_secret_value().encode() if secret is not None else None
 
     async def telegram_update(request: Request) -> Response:
         """An update from Telegram (https://core.telegram.org/bots/api#update)."""
         given = request.headers.get(HEADER, "").encode()
-        if not hmac.compare_digest(given, expected):
+        if expected is None or not hmac.compare_digest(given, expected):
             log.warning("telegram webhook refused: wrong secret token", client=request.client and request.client.host)
             return _error(401, "unauthorized", f"missing or wrong {HEADER}")
         body = await request.body()
@@ -54,7 +53,12 @@ def webhook_route(bot: Bot) -> WebhookRoute:
         )
         return JSONResponse({"ok": True, "stored": stored})
 
-    return WebhookRoute("/webhooks/telegram", telegram_update, ("POST",), "telegram_update")
+    sender = SenderCheck(
+        what="the secret token Telegram sends in X-Telegram-Bot-Api-Secret-Token",
+        configured=expected is not None,
+        missing="set HUB_TELEGRAM__WEBHOOK_SECRET (16-256 characters of A-Z a-z 0-9 _ -)",
+    )
+    return WebhookRoute("/webhooks/telegram", telegram_update, ("POST",), "telegram_update", sender=sender)
 
 
 def api_route(bot: Bot) -> WebhookRoute:

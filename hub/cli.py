@@ -103,13 +103,25 @@ def cli(ctx: click.Context, config: Path | None) -> None:
 )
 @click.option("--host", default=None, help="Bind address (default HUB_HTTP__HOST, 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default HUB_HTTP__PORT, 8080).")
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="worker/listener: port of /metrics, /healthz, /readyz (default HUB_METRICS__PORT, 9464; 0: none).",
+)
 @click.pass_context
-def run(ctx: click.Context, role: str, host: str | None, port: int | None) -> None:
-    """Run the hub until SIGTERM or Ctrl-C, then drain in-flight work and exit."""
+def run(ctx: click.Context, role: str, host: str | None, port: int | None, metrics_port: int | None) -> None:
+    """Run the hub until SIGTERM or Ctrl-C, then drain in-flight work and exit.
+
+    The database, the data directory, the bus and the ports are checked first: a problem is one line on
+    stderr and exit code 1, before anything starts."""
     from hub.daemon import run as run_daemon
 
     state: Context = ctx.obj
-    run_daemon(state.hub(prepare=False), role=role, host=host, port=port)
+    try:
+        run_daemon(state.hub(prepare=False), role=role, host=host, port=port, metrics_port=metrics_port)
+    except HubError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 # --- plugins ------------------------------------------------------------------------------------------------

@@ -117,6 +117,8 @@ class SinkRunner:
                             if self._buffer:
                                 with self.busy:
                                     self._flush(stop)
+                            if self.bus.is_amqp:
+                                conn.heartbeat_check()  # a silent network loss ends in a reconnect and a log line
                             backoff = 0.5
             except Exception as exc:
                 self._buffer.clear()  # unacked messages come back from the broker
@@ -248,6 +250,8 @@ class SinkRunner:
             METRICS.delivery_seconds.labels(self.sink.name).observe(time.perf_counter() - started)
             age = (_now() - events[-1].occurred_at).total_seconds()
             METRICS.sink_lag.labels(self.sink.name).set(max(0.0, age))
+            partition = str(self.bus.partition(events[-1].client_id))  # a batch is of one partition
+            METRICS.partition_lag.labels(self.sink.name, partition).set(max(0.0, age))
             return None
 
     def _call_with_timeout(self, events: Sequence[Event]) -> None:

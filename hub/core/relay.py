@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -50,7 +51,9 @@ class Relay:
             return True
         if self._lock_conn is None:
             conn = self.store.engine.connect()
-            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": RELAY_LOCK}).scalar()
+            # one lock per bus namespace: hubs sharing a PostgreSQL server do not wait for each other's relay
+            key = RELAY_LOCK ^ zlib.crc32(self.bus.namespace.encode())
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
             conn.commit()
             if not got:
                 conn.close()

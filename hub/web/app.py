@@ -274,7 +274,9 @@ def create_app(hub: Hub) -> FastAPI:
                 route.handler,
                 methods=[method],
                 name=route.name,
-                operation_id=f"{route.name}_{method.lower()}",
+                operation_id=f"{route.name or route.handler.__name__}_{method.lower()}"
+                if len(route.methods) > 1
+                else None,
                 tags=["webhooks"],
                 include_in_schema=True,
             )

@@ -21,11 +21,12 @@ from typing import Any
 import structlog
 from kombu import Consumer, Message
 from pydantic import ValidationError
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hub.core import schema as s
 from hub.core.bus import BusConfig
+from hub.core.dlq import dead_letter_error, record_dead_letter
 from hub.core.errors import ExternalAPIError
 from hub.core.events import Event
 from hub.core.metrics import METRICS
@@ -282,7 +283,7 @@ class SinkRunner:
         exc, attempts = error
         if isinstance(exc, InterruptedError):
             raise exc
-        text = f"{type(exc).__name__}: {exc}"
+        text = dead_letter_error(exc, attempts)
         self._dead_letter(
             event.model_dump_json(),
             event,
@@ -302,18 +303,15 @@ class SinkRunner:
         self, payload: str, event: Event | None, error: str, attempts: int, context: dict[str, Any]
     ) -> None:
         with self.store.write() as conn:
-            conn.execute(
-                insert(s.dead_letters).values(
-                    queue=self.sink.name,
-                    event_id=event.event_id if event else None,
-                    client_id=event.client_id if event else None,
-                    payload=payload,
-                    error=error[:4000],
-                    attempts=attempts,
-                    context=context,
-                    status="open",
-                    created_at=_now(),
-                )
+            record_dead_letter(
+                conn,
+                queue=self.sink.name,
+                event_id=event.event_id if event else None,
+                client_id=event.client_id if event else None,
+                payload=payload,
+                error=error,
+                attempts=attempts,
+                context=context,
             )
         METRICS.dead_letters.labels(self.sink.name).inc()
         log.error(

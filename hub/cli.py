@@ -277,25 +277,44 @@ def clients_candidates(ctx: click.Context, as_json: bool) -> None:
 @click.argument("source", type=click.File("r", encoding="utf-8"), default="-")
 @click.pass_context
 def ingest(ctx: click.Context, source: Any) -> None:
-    """Apply observations from a JSON Lines file (one observation per line; '-' for standard input)."""
+    """Apply observations from a JSON Lines file (one observation per line; '-' for standard input).
+
+    Progress goes to stderr: a bar with a total and an ETA on a terminal, log lines otherwise."""
+    from hub.progress import ProgressReporter
+
     hub = get_hub(ctx)
+    total = _count_lines(source)
     applied = unchanged = rejected = 0
-    for lineno, line in enumerate(source, 1):
-        if not line.strip():
-            continue
-        try:
-            result = hub.ingest(hub.parse_observation(json.loads(line)))
-        except (ValueError, HubError) as exc:
-            rejected += 1
-            click.echo(f"line {lineno}: {exc}", err=True)
-            continue
-        if result.events:
-            applied += 1
-        else:
-            unchanged += 1
+    with ProgressReporter() as progress:
+        for lineno, line in enumerate(source, 1):
+            progress.advance("ingest", 1, total=total)
+            if not line.strip():
+                continue
+            try:
+                result = hub.ingest(hub.parse_observation(json.loads(line)))
+            except (ValueError, HubError) as exc:
+                rejected += 1
+                click.echo(f"line {lineno}: {exc}", err=True)
+                continue
+            if result.events:
+                applied += 1
+            else:
+                unchanged += 1
     click.echo(f"{applied} applied, {unchanged} unchanged, {rejected} rejected")
     if rejected:
         sys.exit(1)
+
+
+def _count_lines(source: Any) -> int | None:
+    """Lines of a regular file (for a total and an ETA), read once ahead; None for a pipe."""
+    try:
+        if not source.seekable():
+            return None
+        count = sum(1 for _ in source)
+        source.seek(0)
+        return count
+    except (OSError, ValueError):
+        return None
 
 
 # --- dead letters -------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("hub.readiness")
 HealthProvider = Callable[[], dict[str, Any] | None]
 PROBE_SCOPE = "hub.readiness"
+DATABASE_CHECK_EVERY = 1.0
 BUS_CHECK_EVERY = 5.0  # seconds a bus check is reused: /readyz may be polled every second by many probes
 
 
@@ -84,18 +85,27 @@ class Readiness:
     def __init__(self, hub: Hub, *, relay_stuck_after: float = 60.0) -> None:
         self.hub = hub
         self.relay_stuck_after = relay_stuck_after
-        self._bus_checked = 0.0
+        self._bus_checked = -BUS_CHECK_EVERY
         self._bus_problem: str | None = None
         self._bus_lock = threading.Lock()
         self._was_ready: bool | None = None
+        self._db_checked = -DATABASE_CHECK_EVERY
+        self._db_problem: str | None = None
+        self._db_lock = threading.Lock()
 
     def database(self) -> str | None:
-        """None when a write commits; else why not (disk full, read-only, unreachable)."""
-        try:
-            self.hub.state.put(PROBE_SCOPE, "write_probe", {"at": datetime.now(UTC).isoformat()})
-        except Exception as exc:
-            return _short(exc)
-        return None
+        """None when a write commits; else why not (disk full, read-only, unreachable). A result is reused for
+        a second, so frequent probes do not queue writes behind a bulk import."""
+        with self._db_lock:
+            if time.monotonic() - self._db_checked < DATABASE_CHECK_EVERY:
+                return self._db_problem
+            try:
+                self.hub.state.put(PROBE_SCOPE, "write_probe", {"at": datetime.now(UTC).isoformat()})
+                self._db_problem = None
+            except Exception as exc:
+                self._db_problem = _short(exc)
+            self._db_checked = time.monotonic()
+            return self._db_problem
 
     def bus(self) -> str | None:
         if not self.hub.bus.durable:
@@ -114,16 +124,15 @@ class Readiness:
             return self._bus_problem
 
     def relay(self) -> str | None:
-        """The relay in this process has gone round lately; or, run elsewhere, the oldest row it should have
-        published (durable bus) is not older than ``relay_stuck_after``."""
-        relay = self.hub.relay
+        """The relay of this process (if it runs one) went round lately, and on a broker no outbox row has
+        waited longer than ``relay_stuck_after`` (whichever process should publish it). On the embedded bus
+        a row stays pending until every sink has it, so there its age would tell of sinks, not the relay."""
         if self.hub.started and self.hub.role in ("all", "worker"):
-            age = time.monotonic() - relay.last_round
+            age = time.monotonic() - self.hub.relay.last_round
             if age > self.relay_stuck_after:
                 return f"the relay has not completed a round for {age:.0f} s"
-            return None
         if not self.hub.bus.durable:
-            return None  # the embedded relay lives in the one 'all' process
+            return None
         try:
             with self.hub.store.read() as conn:
                 oldest = conn.execute(

@@ -214,6 +214,7 @@ class Relay:
         while not stop.is_set():
             try:
                 if not self._lead():
+                    self.last_round = time.monotonic()  # standing by is healthy: the leader's rows are watched
                     stop.wait(2.0)
                     continue
                 self.start_cursor()

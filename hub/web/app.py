@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub import __version__
 from hub.core.backlog import refresh_gauges
+from hub.core.dlq import LetterFilter
 from hub.core.errors import BadInput, ConfigError, ExternalAPIError, HubError, NotFound
 from hub.core.events import observation_adapter
 from hub.core.hub import Hub
@@ -259,8 +260,16 @@ def create_app(hub: Hub) -> FastAPI:
 
     # --- dead letters ----------------------------------------------------------------------------------
     @app.get("/api/dlq", tags=["operations"])
-    def dlq_list(queue: str | None = None, status: str = "open") -> dict[str, Any]:
-        return {"items": [d.summary() for d in hub.dlq.list(queue=queue, status=status)]}
+    def dlq_list(
+        queue: str | None = None,
+        status: str = "open",
+        kind: str | None = None,
+        after: int = Query(0, ge=0, le=2**62, description="Page on: letters with an id over this one."),
+        limit: int = Query(100, ge=1, le=1000),
+    ) -> dict[str, Any]:
+        """Dead letters in id order, filtered by queue (sink), status and error kind; page on with ``after``."""
+        where = LetterFilter(queue=queue, kind=kind, status=status)
+        return {"items": [d.summary() for d in hub.dlq.list(where=where, after=after, limit=limit)]}
 
     @app.post("/api/dlq/{letter_id}/replay", tags=["operations"])
     def dlq_replay(letter_id: int) -> dict[str, Any]:

@@ -313,6 +313,13 @@ class SinkRunner:
                 attempts=attempts,
                 context=context,
             )
+            if event is not None:
+                # the outcome commits with the letter: a replay that follows at once (it deletes this row) is
+                # never undone by a later record of "dead"
+                conn.execute(
+                    self._insert_outcome(conn),
+                    [{"sink": self.sink.name, "event_id": event.event_id, "outcome": "dead", "at": _now()}],
+                )
         METRICS.dead_letters.labels(self.sink.name).inc()
         log.error(
             "event dead-lettered",
@@ -333,10 +340,15 @@ class SinkRunner:
         if not outcomes:
             return
         now = _now()
-        rows = [{"sink": self.sink.name, "event_id": eid, "outcome": o[0], "at": now} for eid, o in outcomes.items()]
-        with self.store.write() as conn:
-            # a row already there (a redelivery raced with the first delivery) is kept as it is
-            conn.execute(self._insert_outcome(conn), rows)
+        rows = [
+            {"sink": self.sink.name, "event_id": eid, "outcome": o[0], "at": now}
+            for eid, o in outcomes.items()
+            if o[0] != "dead"  # recorded with its dead letter
+        ]
+        if rows:
+            with self.store.write() as conn:
+                # a row already there (a redelivery raced with the first delivery) is kept as it is
+                conn.execute(self._insert_outcome(conn), rows)
         for outcome, _event, _why in outcomes.values():
             METRICS.deliveries.labels(self.sink.name, outcome).inc()
         self.delivered += sum(1 for o in outcomes.values() if o[0] == "delivered")

@@ -107,7 +107,7 @@ def test_dlq_list_show_replay(backend, run_cli):
     hub.start("all")
     hub.ingest(ClientObservation(source=SourceRef(system="excel", entity="row", id="1"), phones=["+79161234567"]))
     wait_for(lambda: hub.dlq.list())
-    listed = json.loads(run_cli("dlq", "list", "--json").output)
+    listed = json.loads(run_cli("dlq", "list", "--json").stdout)
     assert listed[0]["queue"] == "crm" and "remote is down" in listed[0]["error"]
     shown = json.loads(run_cli("dlq", "show", str(listed[0]["id"])).output)
     assert shown["payload"]["type"] == "client.changed" and shown["context"]["sink"] == "crm"

@@ -109,7 +109,7 @@ def test_dlq_list_show_replay(backend, run_cli):
     wait_for(lambda: hub.dlq.list())
     listed = json.loads(run_cli("dlq", "list", "--json").stdout)
     assert listed[0]["queue"] == "crm" and "remote is down" in listed[0]["error"]
-    shown = json.loads(run_cli("dlq", "show", str(listed[0]["id"])).output)
+    shown = json.loads(run_cli("dlq", "show", str(listed[0]["id"])).stdout)
     assert shown["payload"]["type"] == "client.changed" and shown["context"]["sink"] == "crm"
     sink.fail_times = 0
     assert "1 dead letter(s) replayed" in run_cli("dlq", "replay", "--all").output

@@ -28,7 +28,7 @@ from hub.core.plugins import PluginHost
 from hub.core.ratelimit import RateLimiter
 from hub.core.relay import Relay
 from hub.core.retry import RetryPolicy
-from hub.core.settings import Settings, load_plugin_settings, secret_values
+from hub.core.settings import Settings, check_plugin_settings, load_plugin_settings, secret_values
 from hub.core.sinks import Sink
 from hub.core.sources import Listener, Poller, UnmountedRoute, WebhookRoute
 from hub.core.state import StateStore
@@ -85,6 +85,7 @@ class Hub:
     def _load_plugin_settings(self) -> None:
         models: dict[str, type] = {}
         self.plugins.each("hub_register_settings", register=lambda name, model: models.__setitem__(name, model))
+        check_plugin_settings(self.settings, models)
         for name, model in models.items():
             loaded = load_plugin_settings(self.settings, name, model)
             register_secrets(secret_values(loaded))

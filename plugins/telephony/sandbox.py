@@ -622,9 +622,9 @@ class ZadarmaSender:
 def create_app(
     *,
     mango_api_key: str = "sandbox-key",
-    mango_api_salt: str = "sandbox-salt",
+    mango_api_salt: str = "sandbox-salt-0123456789",
     zadarma_key: str = "sandbox-key",
-    zadarma_secret: str = "sandbox-secret",
+    zadarma_secret: str = "sandbox-secret-0123456789",
 ) -> Starlette:
     """Mango ``POST /vpbx/commands/callback`` and Zadarma ``GET /v1/request/callback/``, verifying signatures.
 

@@ -12,6 +12,7 @@ import structlog
 from pydantic import BaseModel, ValidationError
 
 from hub.core import record
+from hub.core.assignment import PartitionAssigner
 from hub.core.bus import BusConfig
 from hub.core.delivery import SinkRunner
 from hub.core.dlq import DeadLetters
@@ -27,7 +28,7 @@ from hub.core.plugins import PluginHost
 from hub.core.ratelimit import RateLimiter
 from hub.core.relay import Relay
 from hub.core.retry import RetryPolicy
-from hub.core.settings import Settings, load_plugin_settings, secret_values
+from hub.core.settings import Settings, check_plugin_settings, load_plugin_settings, secret_values
 from hub.core.sinks import Sink
 from hub.core.sources import Listener, Poller, UnmountedRoute, WebhookRoute
 from hub.core.state import StateStore
@@ -59,6 +60,7 @@ class Hub:
         self._runtime_lock = threading.Lock()
         self.sinks: dict[str, Sink] = {}
         self.runners: dict[str, SinkRunner] = {}
+        self.assigner: PartitionAssigner | None = None
         self.routes: list[WebhookRoute] = []
         self.unmounted_routes: list[UnmountedRoute] = []
         self.sources: list[Listener | Poller] = []
@@ -83,6 +85,7 @@ class Hub:
     def _load_plugin_settings(self) -> None:
         models: dict[str, type] = {}
         self.plugins.each("hub_register_settings", register=lambda name, model: models.__setitem__(name, model))
+        check_plugin_settings(self.settings, models)
         for name, model in models.items():
             loaded = load_plugin_settings(self.settings, name, model)
             register_secrets(secret_values(loaded))
@@ -178,6 +181,10 @@ class Hub:
         self.prepare()
         if role in ("all", "worker"):
             self._spawn("relay", self.relay.run, self.stop_event)
+            if self.bus.is_amqp:
+                self.assigner = PartitionAssigner(self.state, self.bus.partitions)
+                self.assigner.beat()  # join before subscribing, so a newcomer takes only its share
+                self._spawn("assignment", self.assigner.run, self.stop_event)
             for sink in self.sinks.values():
                 limiter = self.limiter(sink.name, sink.rate_limit) if sink.rate_limit else None
                 policy = RetryPolicy(
@@ -193,6 +200,7 @@ class Hub:
                     limiter,
                     timeout=sink.timeout or self.settings.sink.timeout,
                     on_recorded=None if self.bus.durable else self.relay.on_recorded,
+                    assigner=self.assigner,
                 )
                 self.runners[sink.name] = runner
                 self._spawn(f"sink:{sink.name}", runner.run, self.stop_event)

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, InitSettingsSource, NoDecode, Pydant
 
 from hub.core.auth import secret_problem
 from hub.core.errors import ConfigError
+from hub.core.unknown_settings import Key, check_core, check_sections, env_keys, toml_keys
 
 
 def _strong(value: SecretStr) -> SecretStr:
@@ -75,6 +76,15 @@ class HttpSettings(BaseModel):
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
 
+    docs: bool = Field(True, description="Serve the API docs at /docs and /redoc (assets from the hub itself).")
+
+
+class MetricsSettings(BaseModel):
+    host: str = Field("127.0.0.1", description="Bind address of the probe port of the worker and listener roles.")
+    port: int = Field(
+        9464, ge=0, le=65535, description="/metrics, /healthz, /readyz of a worker or listener process; 0: none."
+    )
+
 
 class SinkDefaults(BaseModel):
     max_attempts: int = Field(8, ge=1, description="Deliveries tried before an event is dead-lettered.")
@@ -112,6 +122,10 @@ class Settings(BaseSettings):
     auto_migrate: bool = Field(True, description="Upgrade the database schema when the hub starts.")
     http: HttpSettings = Field(default_factory=HttpSettings)
     sink: SinkDefaults = Field(default_factory=SinkDefaults)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    relay_stuck_after: float = Field(
+        60.0, gt=0, description="Seconds an event may wait unrelayed before /readyz says the relay is stuck."
+    )
     log_level: str = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     load_plugins: Annotated[list[str] | None, NoDecode] = Field(
@@ -126,6 +140,7 @@ class Settings(BaseSettings):
 
     config_file: Path | None = Field(None, exclude=True)
     plugin_sections: dict[str, Any] = Field(default_factory=dict, exclude=True)
+    given_keys: list[Key] = Field(default_factory=list, exclude=True)  # what was set, for the typo check
 
     @field_validator("load_plugins", "plugin_modules", mode="before")
     @classmethod
@@ -200,6 +215,8 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
     if path is None and Path("hub.toml").exists():
         path = Path("hub.toml")
     data = _read_toml(path)
+    given = env_keys(Path(".env")) + toml_keys(data, str(path))
+    check_core(given, Settings)  # a typo must not fall back to a default silently
     core = {k: v for k, v in data.items() if not isinstance(v, dict) or k in Settings.model_fields}
     _TOML_CONTEXT["core"] = core
     try:
@@ -209,8 +226,25 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
     finally:
         _TOML_CONTEXT.pop("core", None)
     settings.config_file = path
+    settings.given_keys = given
     settings.plugin_sections = {k: v for k, v in data.items() if isinstance(v, dict) and k not in Settings.model_fields}
     return settings
+
+
+def check_plugin_settings(settings: Settings, models: dict[str, type[BaseModel]]) -> None:
+    """Refuse ``HUB_<PLUGIN>__*`` variables and ``[plugin]`` keys that the plugin's model does not have, and any
+    top-level name that is neither a core setting nor a plugin section. Sections of plugins installed but not
+    loaded are left alone, with a warning."""
+    from importlib.metadata import entry_points
+
+    import structlog
+
+    installed = [ep.name for ep in entry_points(group="hub")]
+    idle = check_sections(settings.given_keys, Settings, models, installed)
+    if idle:
+        structlog.get_logger("hub.settings").warning(
+            "settings given for plugins that are not loaded; ignored", plugins=idle
+        )
 
 
 def load_plugin_settings(settings: Settings, name: str, model: type[BaseModel]) -> BaseModel:

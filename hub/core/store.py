@@ -57,8 +57,11 @@ class Store:
         self.dialect = parsed.get_backend_name()
         if self.dialect == "sqlite":
             db = parsed.database
-            if db and db != ":memory:":
-                Path(db).parent.mkdir(parents=True, exist_ok=True)
+            if db and db != ":memory:" and not db.startswith("file:"):
+                try:
+                    Path(db).parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise ConfigError(f"cannot create the data directory {Path(db).parent}: {exc.strerror}") from None
             self.engine: Engine = create_engine(
                 url,
                 echo=echo,

@@ -145,6 +145,9 @@ def plugins_list(ctx: click.Context, as_json: bool) -> None:
             "hooks": i.hooks,
             "health": (health.get(i.name) or {"status": "ok" if not i.error else "down"}),
             "error": i.error,
+            "routes_not_mounted": [
+                {"path": u.path, "reason": u.reason} for u in hub.unmounted_routes if u.plugin == i.name
+            ],
         }
         for i in hub.plugins.info.values()
     ]
@@ -154,6 +157,8 @@ def plugins_list(ctx: click.Context, as_json: bool) -> None:
     for r in rows:
         status = r["health"].get("status", "ok")
         detail = r["error"] or ", ".join(f"{k}={v}" for k, v in r["health"].items() if k != "status")
+        for off in r["routes_not_mounted"]:  # a webhook without its sender check does not exist: say why
+            detail += f"\nnot mounted: {off['path']}: {off['reason']}"
         table.add_row(
             r["name"], r["version"], ", ".join(h.removeprefix("hub_") for h in r["hooks"]), f"{status} {detail}".strip()
         )

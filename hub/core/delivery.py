@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hub.core import schema as s
+from hub.core.assignment import PartitionAssigner
 from hub.core.bus import BusConfig
 from hub.core.dlq import dead_letter_error, record_dead_letter
 from hub.core.errors import ExternalAPIError
@@ -63,6 +64,7 @@ class SinkRunner:
         *,
         timeout: float | None = None,
         on_recorded: Any = None,
+        assigner: PartitionAssigner | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -72,6 +74,8 @@ class SinkRunner:
         self.timeout = timeout
         self._executor: ThreadPoolExecutor | None = None
         self.on_recorded = on_recorded  # (sink name, event ids) -> None: the embedded relay's completion
+        # spread the partitions over the worker processes, unless the sink wants one process for all of them
+        self.assigner = assigner if sink.spread else None
         self.stop = threading.Event()
         self.busy = threading.Lock()
         self.delivered = 0
@@ -96,13 +100,18 @@ class SinkRunner:
         # enough in hand to fill a batch in every partition, so bulk work goes out in full batches
         prefetch = min(max(self.sink.max_batch * self.bus.partitions, 64), 5000)
         while not stop.is_set():
+            version = self.assigner.version if self.assigner else 0
+            queues = self._queues()
+            if not queues:  # more workers than partitions: this one waits for a share
+                stop.wait(0.5)
+                continue
             try:
                 with self.bus.connection() as conn:
                     channel = conn.channel()
                     self.bus.declare(conn, [self.sink.name])
                     consumer = Consumer(
                         channel,
-                        queues=self.bus.sink_queues(self.sink.name),
+                        queues=queues,
                         on_message=self._on_message,
                         accept=["json", "application/json"],
                         auto_declare=False,
@@ -121,6 +130,9 @@ class SinkRunner:
                             if self.bus.is_amqp:
                                 conn.heartbeat_check()  # a silent network loss ends in a reconnect and a log line
                             backoff = 0.5
+                            if self.assigner is not None and self.assigner.version != version:
+                                # nothing unacknowledged in hand: hand partitions over between flushes
+                                break
             except Exception as exc:
                 self._buffer.clear()  # unacked messages come back from the broker
                 if stop.is_set():
@@ -134,6 +146,14 @@ class SinkRunner:
                 )
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
+
+    def _queues(self) -> list[Any]:
+        """The partition queues this process consumes: its share, or all of them when nothing spreads work."""
+        queues = self.bus.sink_queues(self.sink.name)
+        if self.assigner is None:
+            return queues
+        owned = self.assigner.owned()
+        return [q for p, q in enumerate(queues) if p in owned]
 
     @staticmethod
     def _drain(conn: Any, timeout: float) -> bool:

@@ -11,19 +11,70 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from hub.core.auth import secret_problem
 from hub.core.errors import ConfigError
 from hub.core.unknown_settings import Key, check_core, check_sections, env_keys, toml_keys
+
+
+def _strong(value: SecretStr) -> SecretStr:
+    problem = secret_problem(value.get_secret_value()) if value.get_secret_value() else None
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+StrongSecret = Annotated[SecretStr, AfterValidator(_strong)]
+"""A token or webhook secret: empty (not configured) or at least 16 characters, whatever model it is in."""
+
+DEFAULT_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
 
 
 class HttpSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = Field(1_000_000, description="Larger request bodies are refused with 413.")
-    api_token: SecretStr | None = Field(None, description="When set, /api/* needs 'Authorization: Bearer <token>'.")
+    api_token: StrongSecret | None = Field(
+        None,
+        description="When set, /api/* needs 'Authorization: Bearer <token>' (16+ characters); needed beyond loopback.",
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names the hub answers to besides localhost, 127.0.0.1 and ::1 ('*.example.com', '*').",
+    )
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Other origins (https://crm.example.com) allowed to send state-changing requests.",
+    )
+    allow_remote_without_token: bool = Field(
+        False, description="Listen beyond loopback with no API token: anyone reaching the port reads the record."
+    )
+    auth_failures: str = Field(
+        "10/min burst 10", description="Failed authentications allowed per client address; beyond them, 429."
+    )
+    access_log: bool | None = Field(
+        None, description="Log who read or exported client data; default: on with PostgreSQL, off on SQLite."
+    )
+    content_security_policy: str = Field(DEFAULT_CSP, description="Content-Security-Policy of the hub's pages.")
     docs: bool = Field(True, description="Serve the API docs at /docs and /redoc (assets from the hub itself).")
+
+    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _split_names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
 
 
 class MetricsSettings(BaseModel):
@@ -231,14 +282,38 @@ def load_plugin_settings(settings: Settings, name: str, model: type[BaseModel]) 
     return model.model_validate(loaded.model_dump())
 
 
+SECRET_URL_FIELDS = ("database_url", "bus_url")
+"""Core settings that are URLs with credentials: their passwords are secrets, ``hub config show`` masks them."""
+
+
+def url_password(url: str | None) -> str | None:
+    """The password in ``scheme://user:password@host`` (which may itself contain ``@``), or ``None``."""
+    if not url or "://" not in url:
+        return None
+    rest = url.split("://", 1)[1]
+    # the last "@" ends the credentials: a password may hold "@" or "/" (an "@" in the path over-masks, safely)
+    at = rest.rfind("@")
+    if at < 0:
+        return None
+    user, colon, password = rest[:at].partition(":")
+    if "/" in user:
+        return None
+    return password if colon and password else None
+
+
 def secret_values(model: BaseModel) -> list[str]:
-    """Every ``SecretStr`` value in a settings tree, so logs can redact them wherever they appear."""
+    """Every ``SecretStr`` value in a settings tree (and the passwords of the database and bus URLs), so logs can
+    redact them wherever they appear, whatever their length."""
     found: list[str] = []
+    for name in SECRET_URL_FIELDS:
+        password = url_password(getattr(model, name, None))
+        if password:
+            found.append(password)
 
     def walk(value: Any) -> None:
         if isinstance(value, SecretStr):
             raw = value.get_secret_value()
-            if raw and len(raw) >= 4:
+            if raw:
                 found.append(raw)
         elif isinstance(value, BaseModel):
             for name in type(value).model_fields:
@@ -265,4 +340,17 @@ def masked_dump(model: BaseModel) -> dict[str, Any]:
             return {k: mask(value.get(k), getattr(template, k)) for k in value}
         return value
 
-    return {k: mask(v, getattr(model, k, None)) for k, v in data.items()}
+    masked = {k: mask(v, getattr(model, k, None)) for k, v in data.items()}
+    for name in SECRET_URL_FIELDS:
+        if isinstance(masked.get(name), str):
+            masked[name] = mask_url(masked[name])
+    return masked
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password shown as ``***`` (``redis://:***@host``, ``amqp://hub:***@mq``)."""
+    password = url_password(url)
+    if not password:
+        return url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://{rest.replace(':' + password + '@', ':***@', 1)}"

@@ -66,6 +66,7 @@ class Store:
                 url,
                 echo=echo,
                 json_serializer=_json_dumps,
+                hide_parameters=True,  # a database error must never carry names and phones into a log line
                 connect_args={"check_same_thread": False, "timeout": 60},
             )
             self._setup_sqlite(self.engine)
@@ -78,6 +79,7 @@ class Store:
                 url,
                 echo=echo,
                 json_serializer=_json_dumps,
+                hide_parameters=True,  # a database error must never carry names and phones into a log line
                 pool_size=10,
                 max_overflow=20,
                 pool_pre_ping=True,

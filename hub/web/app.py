@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 from typing import Any
 
@@ -22,6 +21,7 @@ from hub.core.hub import Hub
 from hub.core.metrics import METRICS
 from hub.core.readiness import Readiness
 from hub.web.docs import mount_docs
+from hub.web.security import install_security
 
 log = structlog.get_logger("hub.web")
 
@@ -110,7 +110,6 @@ def create_app(hub: Hub) -> FastAPI:
     if hub.settings.http.docs:
         mount_docs(app)  # assets served by the hub itself: the docs work offline
     readiness = Readiness(hub, relay_stuck_after=hub.settings.relay_stuck_after)
-    token = hub.settings.http.api_token
 
     @app.exception_handler(HubError)
     async def _hub_error(_request: Request, exc: HubError) -> JSONResponse:
@@ -128,15 +127,6 @@ def create_app(hub: Hub) -> FastAPI:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("request failed", path=request.url.path, error=str(exc), error_type=type(exc).__name__, exc_info=True)
         return _error(500, "internal_error", "the hub failed to handle this request; see its log")
-
-    @app.middleware("http")
-    async def _auth(request: Request, call_next: Any) -> Any:
-        if token is not None and request.url.path.startswith("/api/"):
-            given = request.headers.get("authorization", "")
-            expected = f"Bearer {token.get_secret_value()}"
-            if not hmac.compare_digest(given.encode(), expected.encode()):
-                return _error(401, "unauthorized", "send 'Authorization: Bearer <HUB_HTTP__API_TOKEN>'")
-        return await call_next(request)
 
     # --- operations ------------------------------------------------------------------------------------
     @app.get("/healthz", tags=["operations"])
@@ -299,4 +289,5 @@ def create_app(hub: Hub) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, limit=hub.settings.http.max_body_bytes)
+    install_security(app, hub)  # outermost: Host, origin, media type and the API token before anything is read
     return app

@@ -35,11 +35,11 @@ def run(
     """
     host = host or hub.settings.http.host
     port = port or hub.settings.http.port
-    probe_port = hub.settings.metrics.port if metrics_port is None else metrics_port
     if role in ("all", "web"):
         from hub.web.security import check_listen_address
 
         check_listen_address(hub.settings.http, host)  # before anything starts: no open hub beyond loopback
+    probe_port = hub.settings.metrics.port if metrics_port is None else metrics_port
     preflight(hub, role, host, port, probe_port)
     try:
         hub.start(role)

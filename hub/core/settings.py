@@ -62,7 +62,6 @@ class HttpSettings(BaseModel):
         None, description="Log who read or exported client data; default: on with PostgreSQL, off on SQLite."
     )
     content_security_policy: str = Field(DEFAULT_CSP, description="Content-Security-Policy of the hub's pages.")
-    docs: bool = Field(True, description="Serve the API docs at /docs and /redoc (assets from the hub itself).")
 
     @field_validator("allowed_hosts", "allowed_origins", mode="before")
     @classmethod
@@ -75,6 +74,8 @@ class HttpSettings(BaseModel):
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    docs: bool = Field(True, description="Serve the API docs at /docs and /redoc (assets from the hub itself).")
 
 
 class MetricsSettings(BaseModel):

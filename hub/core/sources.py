@@ -16,6 +16,8 @@ class WebhookRoute:
     handler: Callable[[Any], Awaitable[Any]]
     methods: Sequence[str] = ("POST",)
     name: str | None = None
+    openapi: dict[str, Any] | None = None
+    """Merged into the route's OpenAPI operation: its ``parameters``, ``requestBody`` and ``responses``."""
 
 
 @dataclass

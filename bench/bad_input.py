@@ -33,7 +33,7 @@ def probe(database_url: str, data_dir: Path) -> list[tuple[str, int]]:
     hub.migrate()
     hub.prepare()
     answers: list[tuple[str, int]] = []
-    with TestClient(create_app(hub), raise_server_exceptions=False) as api:
+    with TestClient(create_app(hub), base_url="http://127.0.0.1", raise_server_exceptions=False) as api:
         for name, body, _ in BAD_BODIES:
             raw = body.encode("latin-1") if name == "not UTF-8" else body.encode()
             r = api.post("/api/observations", content=raw, headers={"content-type": "application/json"})

@@ -35,14 +35,16 @@ def routes(rt: Telephony) -> list[WebhookRoute]:
     return [
         WebhookRoute("/api/calls/live", _live(rt), ("GET",), "telephony_live_calls"),
         WebhookRoute("/api/calls/live/stream", _stream(rt), ("GET",), "telephony_live_stream"),
-        WebhookRoute("/api/calls/stats", _stats(rt), ("GET",), "telephony_call_stats", openapi.CALL_STATS),
-        WebhookRoute("/api/calls", _click_to_call(rt), ("POST",), "telephony_click_to_call", openapi.CLICK_TO_CALL),
+        WebhookRoute("/api/calls/stats", _stats(rt), ("GET",), "telephony_call_stats", openapi=openapi.CALL_STATS),
+        WebhookRoute(
+            "/api/calls", _click_to_call(rt), ("POST",), "telephony_click_to_call", openapi=openapi.CLICK_TO_CALL
+        ),
         WebhookRoute(
             "/api/calls/{request_id}",
             _request_status(rt),
             ("GET",),
             "telephony_click_to_call_status",
-            openapi.CLICK_TO_CALL_STATUS,
+            openapi=openapi.CLICK_TO_CALL_STATUS,
         ),
     ]
 

@@ -23,7 +23,7 @@ BIG = 2**63  # one past SQLite's and PostgreSQL's largest integer
 def api(backend: Any) -> Iterator[TestClient]:
     hub = backend.hub()
     hub.prepare()
-    with TestClient(create_app(hub), raise_server_exceptions=False) as client:
+    with TestClient(create_app(hub), base_url="http://127.0.0.1", raise_server_exceptions=False) as client:
         client.hub = hub  # type: ignore[attr-defined]
         yield client
 

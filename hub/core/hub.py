@@ -10,13 +10,14 @@ from typing import Any
 
 import structlog
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import DataError
 
 from hub.core import record
 from hub.core.assignment import PartitionAssigner
 from hub.core.bus import BusConfig
 from hub.core.delivery import SinkRunner
 from hub.core.dlq import DeadLetters
-from hub.core.errors import BadInput, ConfigError, NotFound
+from hub.core.errors import BadInput, ConfigError, NotFound, database_problem
 from hub.core.events import ClientView, ItemView, Observation, SourceRef, observation_adapter
 from hub.core.identity import normalize_email, normalize_phone
 from hub.core.inbox import Inbox
@@ -288,10 +289,13 @@ class Hub:
 
     # --- ingest ------------------------------------------------------------------------------------------
     @staticmethod
-    def parse_observation(data: Any) -> Observation:
-        """Validate a JSON-ready dict as an observation, with a message that names every bad field."""
+    def parse_observation(data: Any, context: dict[str, Any] | None = None) -> Observation:
+        """Validate a JSON-ready dict as an observation, with a message that names every bad field.
+
+        ``context`` (``hub.core.bounds.validation_context``) gives the phone region and the clock skew allowed.
+        """
         try:
-            return observation_adapter.validate_python(data)
+            return observation_adapter.validate_python(data, context=context)
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
             raise BadInput(f"invalid observation: {problems}") from exc
@@ -332,6 +336,8 @@ class Hub:
                             results.append(apply_observation(conn, obs, self.policy, strict=strict))
                     except BadInput as bad:
                         results.append(bad)
+                    except (DataError, OverflowError) as exc:  # a value the database cannot hold: refuse it alone
+                        results.append(BadInput(f"the database cannot store this observation: {database_problem(exc)}"))
         emitted = 0
         for obs, result in zip(observations, results, strict=True):
             if isinstance(result, BadInput):

@@ -113,6 +113,9 @@ class Settings(BaseSettings):
         description="Prefix of exchange and queue names, for hubs sharing one broker.",
     )
     default_region: str = Field("RU", description="Region for phone numbers written without a country code.")
+    max_clock_skew_s: float = Field(
+        300.0, ge=0, description="An observation dated more than this many seconds ahead of the hub's clock is refused."
+    )
     partitions: int = Field(8, ge=1, le=256, description="Event queues per sink; a client always maps to one.")
     system_of_record: dict[str, list[str]] = Field(
         default_factory=dict,

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
+from hub.core.bounds import in_time_range
 from plugins.telephony.calls import (
     CallDirection,
     CallRecord,
@@ -260,9 +261,12 @@ class AsteriskCallTracker:
         stamp = event.get("Timestamp")
         if stamp:
             try:
-                return datetime.fromtimestamp(float(stamp), UTC)
-            except (ValueError, OverflowError):
-                log.debug("ami_bad_timestamp", value=stamp)
+                at = datetime.fromtimestamp(float(stamp), UTC)
+                if in_time_range(at):
+                    return at
+            except (ValueError, OverflowError, OSError):
+                pass
+            log.debug("ami_bad_timestamp", value=stamp[:40])
         return self.clock()
 
     def _call_for(self, linkedid: str | None, at: datetime) -> _Call | None:

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+from pydantic import ValidationError
+
+from hub.core.bounds import impossible_phone
 from hub.core.errors import BadInput
 from hub.core.events import ClientKey, InteractionObservation, SourceRef, TaskObservation
 from hub.core.identity import normalize_phone
@@ -43,6 +46,8 @@ def parse_number(raw: object, region: str = "RU") -> PhoneNumber | None:
     text = str(raw).strip()
     if text.lower() in _HIDDEN_NUMBERS:
         return None
+    if impossible_phone(text, region):  # 8 (000) 000-00-00 must not pass for some other country's number
+        return PhoneNumber(text, None)
     try:
         return PhoneNumber(text, normalize_phone(text, region))
     except BadInput:
@@ -163,8 +168,19 @@ def call_observations(
 
     Keys are the PBX's call id (``entity="call"`` and ``entity="callback"``), so the same call reported twice
     is stored once. A call with no customer phone (internal, or a hidden/non-phone caller id) names no client
-    and yields nothing: statistics still count it, the timeline cannot.
+    and yields nothing: statistics still count it, the timeline cannot. A call whose values are past the
+    observations' bounds (an id of 300 characters, say) raises :class:`BadInput`.
     """
+    try:
+        return _call_observations(record, operators, create_callback_tasks, callback_due)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise BadInput(f"the call {record.call_id[:80]!r} cannot be kept: {problems}") from None
+
+
+def _call_observations(
+    record: CallRecord, operators: dict[str, str] | None, create_callback_tasks: bool, callback_due: timedelta
+) -> list[InteractionObservation | TaskObservation]:
     number = record.number
     if record.direction == "internal" or number is None or number.e164 is None:
         return []
@@ -194,7 +210,10 @@ def call_observations(
         client=client,
         direction=record.direction,
         occurred_at=occurred,
-        ended_at=record.ended_at,
+        # A PBX clock that jumped back must not cost the call: an end before the start is left out.
+        ended_at=record.ended_at
+        if occurred is None or record.ended_at is None or record.ended_at >= occurred
+        else None,
         duration_s=record.talk_s,
         status=record.status,
         subject=_subject(record),

@@ -20,7 +20,9 @@ import httpx
 import structlog
 from pydantic import SecretStr
 
+from hub.core.bounds import in_time_range
 from hub.core.errors import BadInput, ExternalAPIError
+from hub.core.jsontext import parse_json
 from plugins.telephony.calls import CallDirection, CallRecord, CallUpdate, RingingNotice, parse_number
 
 log = structlog.get_logger("hub.telephony.mango")
@@ -55,10 +57,7 @@ def verify_mango_form(form: Mapping[str, str], *, api_key: str, api_salt: Secret
     expected = mango_sign(api_key, json_text, api_salt)
     if not hmac.compare_digest(sign.lower().encode(), expected.encode()):
         raise BadInput("Mango webhook signature does not match; check HUB_TELEPHONY__MANGO__API_SALT")
-    try:
-        payload = json.loads(json_text)
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"Mango webhook 'json' is not JSON: {exc}") from exc
+    payload = parse_json(json_text, what="Mango webhook 'json'")
     if not isinstance(payload, dict):
         raise BadInput("Mango webhook 'json' is not an object")
     return payload
@@ -138,9 +137,10 @@ def _time(value: Any) -> datetime | None:
     if text is None or text == "0":
         return None
     try:
-        return datetime.fromtimestamp(int(float(text)), UTC)
-    except (ValueError, OverflowError):
+        at = datetime.fromtimestamp(int(float(text)), UTC)
+    except (ValueError, OverflowError, OSError):
         return None
+    return at if in_time_range(at) else None
 
 
 def _party(payload: Mapping[str, Any], key: str) -> dict[str, Any]:

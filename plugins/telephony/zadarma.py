@@ -21,6 +21,7 @@ import httpx
 import structlog
 from pydantic import SecretStr
 
+from hub.core.bounds import in_time_range
 from hub.core.errors import BadInput, ExternalAPIError
 from plugins.telephony.calls import CallDirection, CallRecord, CallStatus, CallUpdate, RingingNotice, parse_number
 
@@ -44,6 +45,7 @@ _DISPOSITIONS: dict[str, CallStatus] = {
     "failed": "failed",
 }
 CALLBACK_PATH = "/v1/request/callback/"
+MAX_CALL_S = 7 * 24 * 3600.0
 
 
 def _secret(value: SecretStr | str) -> str:
@@ -211,10 +213,13 @@ class ZadarmaCallAssembler:
         if not text:
             return None
         try:
-            return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=self.tz).astimezone(UTC)
-        except ValueError:
-            log.warning("zadarma_bad_call_start", value=text)
+            at = datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=self.tz).astimezone(UTC)
+        except (ValueError, OverflowError):
+            at = None
+        if at is None or not in_time_range(at):
+            log.warning("zadarma_bad_call_start", value=text[:40])
             return None
+        return at
 
     def _on_start(self, call_id: str, form: Mapping[str, str]) -> list[CallUpdate]:
         pending = self._pending.setdefault(call_id, _Pending("in", form.get("caller_id")))
@@ -266,6 +271,8 @@ class ZadarmaCallAssembler:
         try:
             duration = float(form.get("duration") or 0)
         except ValueError:
+            duration = 0.0
+        if not 0 <= duration <= MAX_CALL_S:  # NaN, infinity and nonsense are no talk time
             duration = 0.0
         ended = self.clock()
         started = self._start_time(form)

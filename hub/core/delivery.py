@@ -29,7 +29,7 @@ from hub.core.bus import BusConfig
 from hub.core.errors import ExternalAPIError
 from hub.core.events import Event
 from hub.core.metrics import METRICS
-from hub.core.ratelimit import RateLimiter
+from hub.core.ratelimit import Limiter
 from hub.core.retry import RetryPolicy
 from hub.core.sinks import Sink
 from hub.core.store import Store
@@ -58,7 +58,7 @@ class SinkRunner:
         bus: BusConfig,
         sink: Sink,
         policy: RetryPolicy,
-        limiter: RateLimiter | None = None,
+        limiter: Limiter | None = None,
         *,
         timeout: float | None = None,
         on_recorded: Any = None,

@@ -881,3 +881,12 @@ def create_app(**options: Any) -> Starlette:
     # shown by `hub sandbox amocrm`: the only way a person learns the token of a sandbox started from the CLI
     app.state.banner = f"long-lived token (HUB_AMOCRM__LONG_LIVED_TOKEN): {sandbox.long_lived_token}"
     return app
+
+
+create_app.setup_help = (  # type: ignore[attr-defined]
+    'Seed: curl -X POST <url>/_sandbox/seed -d \'{"contacts": 1000, "companies": 100}\'. '
+    "Webhooks: set HUB_AMOCRM__BASE_URL=<url>, HUB_AMOCRM__LONG_LIVED_TOKEN (printed at start) and "
+    "HUB_AMOCRM__WEBHOOK_SECRET, run the hub, then register its route: curl -X POST <url>/_sandbox/webhooks "
+    '-d \'{"url": "http://127.0.0.1:8080/webhooks/amocrm/<secret>"}\'; every change made through the API is '
+    "then posted there. Stats: GET <url>/_sandbox/stats; faults: POST <url>/_sandbox/faults."
+)

@@ -77,6 +77,14 @@ def connect(portal_key: str | None, refresh_token: str | None) -> None:
 def bind(portal_key: str | None, url: str) -> None:
     """Subscribe the hub to the portal's CRM events (OAuth applications; outgoing webhooks are set in the portal)."""
     portal = portals(_hub()).get(portal_key)
+    if not portal.settings.application_token:
+        # Without the token the hub does not mount /webhooks/bitrix24: every event would meet a 404.
+        raise click.ClickException(
+            f"/webhooks/bitrix24 is not mounted for {portal.key}: set HUB_BITRIX24__APPLICATION_TOKEN (the "
+            "application token of your app or outgoing webhook; `hub sandbox bitrix24` prints the sandbox's) first"
+        )
+    if not url.rstrip("/").endswith("/webhooks/bitrix24"):
+        raise click.ClickException(f"{url} is not the hub's Bitrix24 route: it must end with /webhooks/bitrix24")
     bound = {(b.get("event"), b.get("handler")) for b in portal.client.call("event.get") or []}
     added = 0
     for event in EVENTS:

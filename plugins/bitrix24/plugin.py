@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
+
 from hub import hookimpl
 from hub.core.sources import Poller
 from plugins.bitrix24.cli import bitrix24
@@ -15,6 +17,8 @@ from plugins.bitrix24.sink import Bitrix24Sink
 from plugins.bitrix24.webhooks import INBOX_KIND, webhook_route
 
 __version__ = "1.0.0"
+
+log = structlog.get_logger("plugins.bitrix24")
 
 
 @hookimpl
@@ -33,6 +37,12 @@ def hub_register_routes(hub: Any, register: Any) -> None:
     found = portals(hub)
     if any(p.settings.application_token for p in found):
         register(webhook_route(hub, found))
+    elif found:
+        # Events from the portal would meet a 404; say so where the operator looks first.
+        log.warning(
+            "bitrix24.webhook_route_not_mounted",
+            detail="POST /webhooks/bitrix24 needs HUB_BITRIX24__APPLICATION_TOKEN; live events are not received",
+        )
 
 
 @hookimpl

@@ -632,4 +632,21 @@ def create_app(**options: Any) -> Starlette:
         ]
     )
     app.state.sandbox = sandbox
+
+    def banner(base_url: str) -> str:
+        # shown by `hub sandbox bitrix24`: the two settings a hub needs to talk to this portal and accept its events
+        return (
+            f"incoming webhook (HUB_BITRIX24__WEBHOOK_URL): {sandbox.webhook_url(base_url)}\n"
+            f"application token (HUB_BITRIX24__APPLICATION_TOKEN): {sandbox.application_token}"
+        )
+
+    app.state.banner = banner
     return app
+
+
+create_app.setup_help = (  # type: ignore[attr-defined]
+    "Seed: curl -X POST <url>/_sandbox/seed -d '{\"contacts\": 1000}' (numbered contacts with phones and emails). "
+    "Live events: set HUB_BITRIX24__WEBHOOK_URL and HUB_BITRIX24__APPLICATION_TOKEN to the values printed at start, "
+    "run the hub, then `hub bitrix24 bind --url http://127.0.0.1:8080/webhooks/bitrix24`; the sandbox then posts "
+    "ONCRM* events there. Stats: GET <url>/_sandbox/stats; faults: POST <url>/_sandbox/faults."
+)

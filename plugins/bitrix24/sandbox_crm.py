@@ -171,7 +171,7 @@ class CrmStore:
             "crm.timeline.comment.get": lambda p: Answer(
                 self._present("comment", self._record("comment", p), [], full=True)
             ),
-            "crm.timeline.comment.list": lambda p: self._list("comment", p),
+            "crm.timeline.comment.list": self._comment_list,
             "crm.timeline.comment.fields": lambda p: Answer(self._fields("comment")),
             "telephony.externalcall.register": self._call_register,
             "telephony.externalcall.finish": self._call_finish,
@@ -426,6 +426,15 @@ class CrmStore:
         if left is None or right is None:
             return False
         return {">": left > right, ">=": left >= right, "<": left < right, "<=": left <= right}[op]
+
+    def _comment_list(self, params: Mapping[str, Any]) -> Answer:
+        """crm.timeline.comment.list lists the comments of one CRM element: the portal refuses it without
+        ``filter[ENTITY_ID]`` and ``filter[ENTITY_TYPE]`` (crm_timeline_comment_list.php)."""
+        filter_ = _get(params, "filter")
+        keys = {str(k).upper() for k in filter_} if isinstance(filter_, Mapping) else set()
+        if not {"ENTITY_ID", "ENTITY_TYPE"} <= keys:
+            raise MethodError(400, "", "Access denied.")
+        return self._list("comment", params)
 
     def _list(self, kind: str, params: Mapping[str, Any]) -> Answer:
         rules = self._compile(_get(params, "filter"))

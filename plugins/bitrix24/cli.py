@@ -27,7 +27,7 @@ EVENTS = (
 
 
 def _hub() -> Any:
-    from hub.cli import get_hub
+    from hub import get_hub
 
     return get_hub(click.get_current_context())
 

@@ -142,6 +142,14 @@ def _same_phone(a: Any, b: Any) -> bool:
     return bool(left) and left == right
 
 
+def _required_fields(params: Mapping[str, Any]) -> Any:
+    """``*.add`` without ``fields`` is an error on the portal, not an empty record."""
+    fields = _get(params, "fields")
+    if not isinstance(fields, Mapping) or not fields:
+        raise MethodError(400, "", "Parameter 'fields' must be array.")
+    return fields
+
+
 class CrmStore:
     """All CRM data of one sandbox portal and the methods that read and change it."""
 
@@ -181,7 +189,7 @@ class CrmStore:
 
     def _crud(self, kind: str) -> None:
         prefix = f"crm.{kind}."
-        self.methods[prefix + "add"] = lambda p: Answer(self._add(kind, _get(p, "fields") or {}))
+        self.methods[prefix + "add"] = lambda p: Answer(self._add(kind, _required_fields(p)))
         self.methods[prefix + "update"] = lambda p: Answer(self._update(kind, p))
         self.methods[prefix + "get"] = lambda p: Answer(self._present(kind, self._record(kind, p), [], full=True))
         self.methods[prefix + "list"] = lambda p: self._list(kind, p)

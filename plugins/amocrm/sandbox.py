@@ -374,6 +374,36 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type="application/problem+json")
 
 
+# Fields amoCRM requires in each item of a write (docs/plugins/amocrm.md, "Conformance with the account").
+REQUIRED_IN_EACH: dict[tuple[str, str], tuple[str, ...]] = {
+    ("PATCH", "contacts"): ("id",),
+    ("PATCH", "companies"): ("id",),
+    ("PATCH", "leads"): ("id",),
+    ("POST", "notes"): ("entity_id", "note_type"),
+    ("POST", "tasks"): ("text", "complete_till"),
+    ("POST", "calls"): ("direction", "phone", "duration", "source"),
+}
+
+
+def _refuse_incomplete(method: str, parts: list[str], body: Any) -> JSONResponse | None:
+    """A write whose body is not a non-empty array, or whose items lack a required field, is a 400 as in amoCRM."""
+    if method not in ("POST", "PATCH") or not parts or parts[-1] in ("complex",):
+        return None
+    if parts[:2] == ["leads", "pipelines"] or (method == "PATCH" and len(parts) > 1 and parts[-1] != "notes"):
+        return None  # PATCH /entity/{id} takes one object, its id in the path
+    if not isinstance(body, list) or not body:
+        return validation_problem({"0": [{"code": "NotSupportedChoice", "path": "", "detail": "empty request"}]})
+    needed = REQUIRED_IN_EACH.get((method, parts[-1] if parts[-1] in ("notes",) else parts[0]), ())
+    errors: dict[str, list[dict[str, str]]] = {}
+    for n, item in enumerate(body):
+        missing = [f for f in needed if not isinstance(item, dict) or item.get(f) in (None, "")]
+        if missing:
+            errors[str(n)] = [
+                {"code": "NotBlank", "path": f, "detail": "This value should not be blank."} for f in missing
+            ]
+    return validation_problem(errors) if errors else None
+
+
 def validation_problem(errors: dict[str, list[dict[str, str]]]) -> JSONResponse:
     return JSONResponse(
         {
@@ -483,6 +513,9 @@ class _Api:
     def _route(self, request: Request, body: Any) -> Response:
         parts = request.url.path.rstrip("/").split("/")[3:]  # after /api/v4
         method = request.method
+        refused = _refuse_incomplete(method, parts, body)
+        if refused is not None:
+            return refused
         query = parse_nested_form(request.url.query) if request.url.query else {}
         acc, sb = self.sb.account, self.sb
         if parts == ["account"] and method == "GET":

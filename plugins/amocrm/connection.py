@@ -9,6 +9,7 @@ import structlog
 
 from hub.core.accounts import Account as CoreAccount
 from hub.core.accounts import Accounts as CoreAccounts
+from hub.core.echo import EchoLedger
 from hub.core.errors import ConfigError, ExternalAPIError
 from plugins.amocrm.client import AccountBanned, AmoCRMClient, LongLivedToken, TokenProvider
 from plugins.amocrm.mapping import Pipelines
@@ -28,6 +29,7 @@ class Account(CoreAccount):
         secrets = [v.get_secret_value() for v in (settings.long_lived_token, settings.client_secret) if v is not None]
         super().__init__(hub, settings.account, rate_limit=settings.rate_limit, secrets=secrets)
         self.settings = settings
+        self.echoes = EchoLedger(hub.state, self.system, self.key)
         self._pipelines: Pipelines | None = None
         self._reconnect: str | None = None
         self.oauth: OAuthSession | None = None

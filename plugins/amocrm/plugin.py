@@ -8,6 +8,7 @@ from hub import hookimpl
 from hub.core.sources import Poller
 from plugins.amocrm.cli import amocrm
 from plugins.amocrm.connection import accounts, forget
+from plugins.amocrm.echo import own_write
 from plugins.amocrm.inbound import Inbound
 from plugins.amocrm.sandbox import create_app
 from plugins.amocrm.settings import AmoCRMSection
@@ -32,7 +33,7 @@ def hub_register_sinks(hub: Any, register: Any) -> None:
 def hub_register_routes(hub: Any, register: Any) -> None:
     secrets = {a.key: a.settings.webhook_secret.get_secret_value() for a in accounts(hub) if a.settings.webhook_secret}
     if secrets:
-        register(webhook_route(hub, secrets))
+        register(webhook_route(hub, secrets, is_echo=lambda key, hint: own_write(accounts(hub).get(key), hint)))
 
 
 @hookimpl

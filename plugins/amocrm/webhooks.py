@@ -7,6 +7,7 @@ the API first, so a forged body cannot inject data.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -238,9 +239,12 @@ def hint_payload(hint: WebhookHint, account: str) -> tuple[dict[str, Any], str]:
     return payload, f"amocrm:{account}:{hint.entity}:{hint.id}:{hint.action}:{stamp}"
 
 
-def webhook_route(hub: Any, secrets_by_account: dict[str, str]) -> WebhookRoute:
+def webhook_route(
+    hub: Any, secrets_by_account: dict[str, str], is_echo: Callable[[str, WebhookHint], bool] | None = None
+) -> WebhookRoute:
     """``POST /webhooks/amocrm/<secret>``: store each hint in the durable inbox and answer at once (amoCRM
-    gives up after 2 s). An unknown secret is a 404 and stores nothing."""
+    gives up after 2 s). An unknown secret is a 404 and stores nothing. A hint that ``is_echo`` recognises as the
+    hub's own write is dropped here, before it costs an API re-read."""
 
     def account_for(secret: str) -> str | None:
         found = None
@@ -250,10 +254,17 @@ def webhook_route(hub: Any, secrets_by_account: dict[str, str]) -> WebhookRoute:
         return found
 
     def store(hints: list[WebhookHint], account: str) -> int:
-        stored = 0
+        stored = echoes = 0
         for hint in hints:
+            if is_echo is not None and is_echo(account, hint):
+                echoes += 1
+                continue
             payload, key = hint_payload(hint, account)
             stored += bool(hub.inbox.put(INBOX_KIND, payload, dedup_key=key))
+        if echoes:
+            log.info(
+                "amocrm.webhook_echoes", account=account, echoes=echoes, detail="the hub's own writes; not re-read"
+            )
         return stored
 
     async def receive(request: Request) -> JSONResponse:

@@ -109,7 +109,7 @@ def test_rotated_oauth_tokens_are_stored_before_use_and_a_restarted_hub_goes_on(
     assert second.state.get(scope, "oauth_tokens")["refresh_token"] not in (stored["refresh_token"], None)
     assert restarted.health()["status"] == "ok"
     # The same portal (its member_id) cannot be connected under a second name.
-    assert second.state.claim("bitrix24:portals", f"member:{sandbox.member_id}", "someone-else") is False
+    assert second.state.claim("accounts:claims", f"bitrix24:{sandbox.member_id}", "someone-else") is False
 
 
 def test_with_oauth_a_telephony_call_goes_through_externalcall(wired: Wired) -> None:

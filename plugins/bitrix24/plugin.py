@@ -11,6 +11,7 @@ from hub.core.sources import Poller
 from plugins.bitrix24.cli import bitrix24
 from plugins.bitrix24.connection import forget, portals
 from plugins.bitrix24.inbound import Inbound
+from plugins.bitrix24.offline import OfflineEvents
 from plugins.bitrix24.sandbox import create_app
 from plugins.bitrix24.settings import Bitrix24Section
 from plugins.bitrix24.sink import Bitrix24Sink
@@ -56,6 +57,9 @@ def hub_register_inbox_handlers(hub: Any, register: Any) -> None:
 def hub_register_listeners(hub: Any, register: Any) -> None:
     for portal in portals(hub):
         register(Poller(f"bitrix24:{portal.key}", Inbound(portal).poll, portal.settings.reconcile_interval))
+        if portal.settings.events == "offline":
+            offline = OfflineEvents(portal)
+            register(Poller(f"bitrix24-offline:{portal.key}", offline.tick, portal.settings.offline_interval))
 
 
 @hookimpl

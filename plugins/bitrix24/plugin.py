@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import structlog
 
 from hub import hookimpl
-from hub.core.sources import Poller
+from hub.core.sources import Poller, SenderCheck
 from plugins.bitrix24.cli import bitrix24
 from plugins.bitrix24.connection import forget, portals
 from plugins.bitrix24.inbound import Inbound
@@ -36,9 +37,10 @@ def hub_register_sinks(hub: Any, register: Any) -> None:
 @hookimpl
 def hub_register_routes(hub: Any, register: Any) -> None:
     found = portals(hub)
-    if any(p.settings.application_token for p in found):
-        register(webhook_route(hub, found))
-    elif found:
+    configured = any(p.settings.application_token for p in found)
+    sender = SenderCheck("auth[application_token]", configured, "set HUB_BITRIX24__APPLICATION_TOKEN")
+    register(replace(webhook_route(hub, found), sender=sender))
+    if found and not configured:
         # Events from the portal would meet a 404; say so where the operator looks first.
         log.warning(
             "bitrix24.webhook_route_not_mounted",

@@ -14,7 +14,10 @@ from plugins.bitrix24.sink import METHOD
 
 ROOT = Path(__file__).resolve().parents[3]
 DOC = ROOT / "docs" / "plugins" / "bitrix24.md"
-SOURCES = [ROOT / "plugins" / "bitrix24" / f"{name}.py" for name in ("client", "inbound", "sink", "cli", "connection", "offline")]
+SOURCES = [
+    ROOT / "plugins" / "bitrix24" / f"{name}.py"
+    for name in ("client", "inbound", "sink", "cli", "connection", "offline")
+]
 
 
 def table() -> dict[str, list[str]]:

@@ -57,9 +57,8 @@ class EchoLedger:
     def wrote(self, writes: Iterable[Written]) -> None:
         """Record what the sink just wrote (after the remote confirmed it)."""
         now = time.time()
-        for write in writes:
-            entry = {"fingerprint": fingerprint(write.values), "at": now}
-            self.state.put(self.scope, f"{write.entity}:{write.id}", entry)
+        entries = {f"{w.entity}:{w.id}": {"fingerprint": fingerprint(w.values), "at": now} for w in writes}
+        self.state.put_many(self.scope, entries)  # one transaction for the whole batch
 
     def is_echo(self, entity: str, entity_id: str, values: Mapping[str, Any]) -> bool:
         """Whether ``values`` seen on ``entity`` ``entity_id`` are exactly what the hub last wrote there."""

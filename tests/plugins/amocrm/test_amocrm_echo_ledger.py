@@ -41,7 +41,7 @@ def test_webhooks_for_the_hubs_own_writes_cost_no_reread_and_a_persons_edit_does
     bodies = [w.body for w in sandbox.sandbox.sent_webhooks]
     assert bodies, "the sandbox sent no webhook for the created contacts"
     requests_before = sandbox.sandbox.requests
-    with TestClient(create_app(hub)) as http:
+    with TestClient(create_app(hub), base_url="http://127.0.0.1") as http:
         for body in bodies:
             answer = http.post(ROUTE, content=body, headers=FORM)
             assert answer.status_code == 200 and answer.json()["stored"] == 0, answer.text

@@ -54,14 +54,14 @@ def test_any_body_gets_a_4xx_or_2xx_and_a_refused_one_stores_nothing(connected_e
         if answer.status_code >= 400:
             assert inbox_count(hub) == before
 
-    with TestClient(create_app(hub)) as http:
+    with TestClient(create_app(hub), base_url="http://127.0.0.1") as http:
         check()
 
 
 def test_a_non_utf8_body_and_a_flood_of_pairs_are_4xx(connected_embedded: Connected) -> None:
     hub = connected_embedded.hub()
     hub.prepare()
-    with TestClient(create_app(hub)) as http:
+    with TestClient(create_app(hub), base_url="http://127.0.0.1") as http:
         assert http.post(ROUTE, content=b"contacts[add][0][id]=1&x=\xff\xfe", headers=FORM).status_code == 400
         assert http.post(ROUTE, content=b"contacts[add][0][id]=1&x=%ff", headers=FORM).status_code == 400
         flood = "&".join(["a[]="] * 199_000)  # just under the 1 MB body limit

@@ -49,7 +49,7 @@ def test_any_body_gets_a_4xx_or_2xx_and_a_refused_one_stores_nothing(wired_embed
         if answer.status_code >= 400:
             assert inbox_count(hub) == before
 
-    with TestClient(create_app(hub)) as http:
+    with TestClient(create_app(hub), base_url="http://127.0.0.1") as http:
         check()
 
 
@@ -58,7 +58,7 @@ def test_a_ts_of_2_to_the_62_and_a_non_utf8_body_are_4xx(wired_embedded: Wired) 
     hub.prepare()
     token = wired_embedded.portal.sandbox.application_token
     signed = f"event=ONCRMCONTACTADD&data[FIELDS][ID]=1&auth[application_token]={token}"
-    with TestClient(create_app(hub)) as http:
+    with TestClient(create_app(hub), base_url="http://127.0.0.1") as http:
         assert http.post(ROUTE, content=f"{signed}&ts={2**62}", headers=FORM).status_code == 400
         assert http.post(ROUTE, content=signed.encode() + b"&x=\xff\xfe", headers=FORM).status_code == 400
         deep = f'{{"event": "ONCRMCONTACTADD", "auth": {{"application_token": "{token}"}}, "x": {"[" * 100_000}'
@@ -71,7 +71,7 @@ def test_a_megabyte_of_appended_pairs_is_refused_without_decoding(wired_embedded
     hub.prepare()
     token = wired_embedded.portal.sandbox.application_token
     flood = "&".join(["a[]="] * 199_000)  # just under the 1 MB body limit
-    with TestClient(create_app(hub)) as http:
+    with TestClient(create_app(hub), base_url="http://127.0.0.1") as http:
         assert http.post(ROUTE, content=flood, headers=FORM).status_code == 401
         answer = http.post(ROUTE, content=f"{flood}&auth[application_token]={token}", headers=FORM)
         assert answer.status_code == 400 and "more than 2000 key=value pairs" in answer.json()["detail"]

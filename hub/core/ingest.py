@@ -30,7 +30,7 @@ from hub.core.events import (
     SourceRef,
     TaskObservation,
 )
-from hub.core.identity import normalize_email, normalize_phone
+from hub.core.identity import company_name_key, name_adds_nothing, normalize_email, normalize_phone
 from hub.core.record import (
     ClientState,
     as_utc,
@@ -82,6 +82,9 @@ _LOCK_KEYS = text(
 _NOT_ITEM_FIELDS = frozenset(
     {"schema_version", "source", "observed_at", "kind", "client", "fields", "channel", "occurred_at"}
 )
+# a contact point that only suggests: two companies with one normalised name become a merge candidate, never one
+COMPANY_NAME = "company_name"
+_PERSON_NAME_FIELDS = frozenset({"name", "first_name", "last_name", "middle_name"})
 _OPEN_CANDIDATE = select(s.merge_candidates.c.id).where(
     s.merge_candidates.c.client_id == bindparam("a"),
     s.merge_candidates.c.other_id == bindparam("b"),
@@ -143,6 +146,18 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
         return _iso(value)
     return value
+
+
+def _only_respelt(kind: str, fieldname: str, new: Any, old: Any) -> bool:
+    """A name that says nothing new keeps the one the hub holds: ``ИВАНОВ И.`` does not replace ``Иванов Иван
+    Петрович``, nor ``ООО Атлант`` the ``ООО «Атлант»`` of the same company. A real change still wins."""
+    if not (isinstance(new, str) and isinstance(old, str)):
+        return False
+    if kind == "company":
+        return (
+            fieldname == "name" and company_name_key(new) is not None and company_name_key(new) == company_name_key(old)
+        )
+    return fieldname in _PERSON_NAME_FIELDS and name_adds_nothing(new, old)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -364,7 +379,7 @@ class Ingest:
         }
         values.update(obs.fields)
         if obs.company is not None:
-            company_id = self._resolve_key(obs.company, origin, kind="company")
+            company_id = self._employer(obs.company, origin, state)
             if company_id is not None and company_id != state.id:
                 values["company_id"] = company_id
         for fieldname, value in values.items():
@@ -373,8 +388,9 @@ class Ingest:
             if self._set_field(state, fieldname, _jsonable(value), origin, t):
                 changed.append(fieldname)
 
+        hints = [(COMPANY_NAME, [k])] if obs.client_kind == "company" and name and (k := company_name_key(name)) else []
         new_points: list[tuple[str, str]] = []
-        for kind, vals in (("phone", phones), ("email", emails), *((k, [v]) for k, v in keys)):
+        for kind, vals in (("phone", phones), ("email", emails), *((k, [v]) for k, v in keys), *hints):
             for value in vals:
                 if (kind, value) not in state.points and (kind, value) not in new_points:
                     new_points.append((kind, value))
@@ -404,7 +420,12 @@ class Ingest:
         if new_points:
             for kind, value in new_points:
                 for other in self._owners(kind, [value], obs.client_kind)[value]:
-                    if other != state.id:
+                    if other == state.id:
+                        continue
+                    if kind == COMPANY_NAME:
+                        if not self._keys_conflict(state, other):
+                            self._candidate(state.id, other, f"similar company name {name!r} ({obs.source})")
+                    else:
                         self._candidate(state.id, other, f"shared {kind} {value} ({obs.source})")
                 self._point_cache[(kind, value, obs.client_kind)] = sorted(
                     {*self._point_cache.get((kind, value, obs.client_kind), []), state.id}
@@ -433,9 +454,22 @@ class Ingest:
                 self._states[client_id] = state
         return state
 
+    def _keys_conflict(self, state: ClientState, other_id: int) -> bool:
+        """Whether two clients hold different values of one identity key (two INNs): surely not one client."""
+        other = self._state(other_id)
+        if other is None:
+            return False
+        for key in self.policy.identity_keys:
+            mine, theirs = set(state.values(key)), set(other.values(key))
+            if mine and theirs and not mine & theirs:
+                return True
+        return False
+
     def _set_field(self, state: ClientState, fieldname: str, value: Any, origin: str, t: str) -> bool:
         old = state.fields.get(fieldname)
         if old is not None and _same(old.get("v"), value):
+            return False
+        if old is not None and _only_respelt(state.kind, fieldname, value, old.get("v")):
             return False
         if not self.policy.outranks(fieldname, origin, t, old):
             return False
@@ -505,6 +539,33 @@ class Ingest:
                 occurred_at=now,
             )
         )
+
+    def _employer(self, key: ClientKey, origin: str, person: ClientState) -> int | None:
+        """The company a person's observation names.
+
+        A company named without an INN or a phone whose name matches the person's current company (``ООО «Атлант»``
+        / ``Атлант, ООО``) is that company: a second list naming a known person's employer neither gives them a
+        duplicate one nor moves them to another spelling. Anywhere else a matching name is only a merge candidate.
+        """
+        if (
+            person.company_id is not None
+            and key.ref is not None
+            and key.client_id is None
+            and not (key.phones or key.emails)
+            and key.name
+        ):
+            found = self._find_ref(key.ref)
+            named = self._state(self._live_id(found[1]) or 0) if found is not None and found[0] == "client" else None
+            if named is not None and any(named.values(k) for k in self.policy.identity_keys):
+                return named.id  # a company known by its INN is surer than a name
+            current = self._live_id(person.company_id)
+            company = self._state(current) if current is not None else None
+            wanted = company_name_key(key.name)
+            if company is not None and wanted is not None and wanted == company_name_key(company.name or ""):
+                if found is None:
+                    self._link_ref(key.ref, "client", company.id)
+                return company.id
+        return self._resolve_key(key, origin, kind="company")
 
     def _resolve_key(self, key: ClientKey, origin: str, *, kind: str | None = None) -> int | None:
         """Find (or create) the client a ClientKey names; ``None`` when none matches and none may be made."""

@@ -114,8 +114,9 @@ def apply_plan(
 ) -> None:
     """Apply the plan's observations in chunks, one transaction each, and fill in the counts of the plan.
 
-    An observation counts as created when it made a new client, updated when it changed one, unchanged
-    otherwise. Merge candidates are those opened while the import ran.
+    Every client made counts as created (a person with the company it names first: two); an observation that made
+    none counts as updated when it changed a client, unchanged otherwise. Merge candidates are those opened while
+    the import ran.
     """
     plan = outcome.plan
     observations = plan.observations
@@ -128,12 +129,14 @@ def apply_plan(
                 outcome.refused.append(f"{obs.name or obs.source.id}: {result}")
                 continue
             outcome.hub_warnings.extend(f"{obs.name or obs.source.id}: {w}" for w in result.warnings)
-            if not result.events:
-                plan.unchanged += 1
-            elif any(e.client_id == result.client_id and "created" in e.changed for e in result.events):
-                plan.created += 1
-            else:
+            # a person may bring the company it names into the hub with it: both count as created
+            made = sum(1 for e in result.events if e.type == "client.changed" and "created" in e.changed)
+            if made:
+                plan.created += made
+            elif result.events:
                 plan.updated += 1
+            else:
+                plan.unchanged += 1
         if applying is not None:
             applying(len(observations), len(batch))
     plan.merge_candidates = sum(1 for c in hub.merge_candidates() if c["id"] not in before)

@@ -8,10 +8,10 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from hub.core.errors import HubError
+from hub.progress import ProgressReporter
 from plugins.excel.apply import ImportOutcome, run_import
 from plugins.excel.records import export_from_hub, parse_since
 
@@ -57,22 +57,8 @@ def import_file(
 ) -> None:
     """Import the clients of FILE (.xlsx, .xlsm, .xls, .xlsb, .ods or .csv). Running it again is safe."""
     hub = _hub()
-    console = Console(stderr=True)
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    ) as progress:
-        tasks: dict[str, TaskID] = {}
-
-        def step(name: str, total: int, advanced: int) -> None:
-            if name not in tasks:
-                tasks[name] = progress.add_task(name, total=total)
-            progress.update(tasks[name], total=total, advance=advanced)
-
+    # a bar with the total and the ETA on a terminal, log lines (on stderr) off one: stdout keeps the report alone
+    with ProgressReporter() as progress:
         try:
             outcome = run_import(
                 hub,
@@ -82,8 +68,8 @@ def import_file(
                 source=source,
                 dry_run=dry_run,
                 rejected_path=rejected_path,
-                reading=lambda total, n: step("reading rows", total, n),
-                applying=lambda total, n: step("applying clients", total, n),
+                reading=lambda total, n: progress.advance("reading rows", n, total=total),
+                applying=lambda total, n: progress.advance("applying clients", n, total=total),
             )
         except HubError as exc:
             raise click.ClickException(str(exc)) from None

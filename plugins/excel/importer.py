@@ -71,6 +71,13 @@ class ImportPlan:
     merge_candidates: int = 0
 
     @property
+    def companies(self) -> int:
+        """Companies the file names: those applied on their own and those made by the first person naming them."""
+        own = {o.source.id for o in self.observations if o.client_kind == "company"}
+        linked = {o.company.ref.id for o in self.observations if o.company is not None and o.company.ref is not None}
+        return len(own | linked)
+
+    @property
     def headers(self) -> list[str]:
         return list(self.layout.headers)
 
@@ -81,7 +88,7 @@ class ImportPlan:
             "sheet": self.sheet,
             "rows read": self.rows_read,
             "clients": sum(1 for o in self.observations if o.client_kind == "person"),
-            "companies": sum(1 for o in self.observations if o.client_kind == "company"),
+            "companies": self.companies,
             "duplicates in file": self.duplicates,
             "rejected": len(self.rejected),
             "notes": len(self.notes),
@@ -121,9 +128,10 @@ def plan_import(
 ) -> ImportPlan:
     """Read ``path`` and say what importing it means, without changing anything.
 
-    ``source`` names the account of the observations' SourceRef (default: the file name), so a re-import of the
-    same list, even re-sorted, reaches the same refs. ``observed_at`` defaults to the file's modification time:
-    importing an unchanged file twice is then the same observation twice.
+    ``source`` names the account of the observations' SourceRef (default: the file name without its extension),
+    so a re-import of the same list, even re-sorted or saved in another format, reaches the same refs.
+    ``observed_at`` defaults to the file's modification time: importing an unchanged file twice is then the same
+    observation twice.
     """
     with _collector_paused():
         return _plan_import(
@@ -176,7 +184,7 @@ def _plan_import(
         path=path,
         format=rows.format.value,
         sheet=rows.sheet,
-        account=source or path.name,
+        account=source or path.stem,
         layout=layout,
         warnings=rows.warnings,
     )

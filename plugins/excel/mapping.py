@@ -1,20 +1,22 @@
 """A sheet row → a client in the hub's words: phones and e-mails normalised, ФИО split, INN checked, company linked.
 
-Rows that name the same person (a shared phone or e-mail, no conflicting name) are merged into one observation;
-rows that identify nobody become :class:`RejectedRow` with the reason.
+Rows that name the same person (a shared phone or e-mail, and names that do not contradict: initials, a typo,
+capitals and word order do not) are merged into one observation; rows that identify nobody (and "Итого" rows)
+become :class:`RejectedRow` with the reason.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 
 from hub.core.events import ClientKey, ClientObservation, SourceRef
-from hub.core.identity import split_phones
+from hub.core.identity import clean_text, name_tokens, names_compatible, number_text, split_extension, split_phones
 from plugins.excel.columns import CUSTOM_PREFIX, ColumnLayout
 from plugins.excel.contacts import SCIENTIFIC, email_or_reason, phone_or_reason
 
@@ -22,7 +24,9 @@ SYSTEM = "excel"
 ROW_ENTITY = "row"
 COMPANY_ENTITY = "company"
 
-_EMAIL_SPLIT = re.compile(r"[;,\s]+")
+_EMAIL_SPLIT = re.compile(r"[;,/\s]+")
+# a totals line under the list ("Итого: 57", "Всего клиентов"), not a client
+_TOTALS = re.compile(r"(?:итого|всего|итог|total|subtotal|sum)\b", re.IGNORECASE)
 _PATRONYMIC_ENDINGS = ("вич", "вна", "ична", "оглы", "кызы")
 _DOTTED_DATE = re.compile(r"(\d{1,2})[./](\d{1,2})[./](\d{4})")
 _EXCEL_EPOCH = date(1899, 12, 30)
@@ -60,7 +64,7 @@ def checked_inn(text: str) -> str | None:
     An INN stored as a number loses its leading zero (``0274062111`` → ``274062111``); a 9- or 11-digit value
     whose zero-padded form passes the checksum is taken as that form.
     """
-    digits = text.strip().replace(" ", "")
+    digits = number_text("".join(clean_text(text).split()))
     if not digits.isascii() or not digits.isdigit():
         return None
     if len(digits) in (9, 11):
@@ -81,9 +85,13 @@ def split_full_name(text: str) -> tuple[str | None, str | None, str | None]:
     """``"Иванов Иван Иванович"`` → (last, first, middle).
 
     Russian order (Фамилия Имя Отчество) unless the patronymic sits second (``"Иван Иванович Иванов"``); two
-    Latin words are read as "First Last". Anything longer is left whole.
+    Latin words are read as "First Last". Anything longer is left whole. Initials are not names: ``"Емельянова
+    Л.С."`` gives the last name only, so it never replaces the first name a fuller row gave.
     """
     words = text.split()
+    if name_tokens(text)[1]:
+        full = [w for w in words if len(w.rstrip(".")) > 1 and "." not in w.rstrip(".")]
+        return (full[0], None, None) if len(full) == 1 else (None, None, None)
     if len(words) == 3:
         if words[1].casefold().endswith(_PATRONYMIC_ENDINGS) and not words[2].casefold().endswith(_PATRONYMIC_ENDINGS):
             return words[2], words[0], words[1]
@@ -134,6 +142,13 @@ def _stable_id(*parts: Sequence[str] | str) -> str:
 # --- records ------------------------------------------------------------------------------------------------
 
 
+def _name_rank(name: str, count: int) -> tuple[int, int, int, int, str]:
+    """Which spelling stands for a person: most words, fewest initials, most rows, longest, then the text (so a
+    re-sorted file chooses the same)."""
+    words, initials = name_tokens(name)
+    return len(words), -len(initials), count, len(name), name
+
+
 @dataclass
 class ClientRecord:
     """One client being assembled from one or more rows (merged when they share a phone or e-mail)."""
@@ -143,6 +158,7 @@ class ClientRecord:
     rows: int = 1
     name: str | None = None
     names: set[str] = field(default_factory=set)
+    name_counts: dict[str, int] = field(default_factory=dict)
     last_name: str | None = None
     first_name: str | None = None
     middle_name: str | None = None
@@ -170,14 +186,28 @@ class ClientRecord:
         """True when the two records can be one client: names do not contradict each other."""
         if self.kind == "company" and self.inn and other.inn and self.inn != other.inn:
             return False
-        mine, theirs = _name_words(self.name), _name_words(other.name)
-        return not mine or not theirs or mine <= theirs or theirs <= mine
+        if not self.name or not other.name:
+            return True
+        if self.kind == "company":
+            mine, theirs = _name_words(self.name), _name_words(other.name)
+            return mine <= theirs or theirs <= mine
+        return names_compatible(self.name, other.name)
 
     def absorb(self, other: ClientRecord) -> None:
         self.rows += other.rows
         self.first_row = min(self.first_row, other.first_row)
         self.names |= other.names
-        if other.name and len(_name_words(other.name)) > len(_name_words(self.name)):
+        for spelling, times in other.name_counts.items():
+            self.name_counts[spelling] = self.name_counts.get(spelling, 0) + times
+        if other.name and self.kind == "person":
+            best = max(self.name_counts.items(), key=lambda item: _name_rank(*item))[0]
+            if best != self.name:
+                other_parts = (other.last_name, other.first_name, other.middle_name)
+                self.name = best
+                self.last_name, self.first_name, self.middle_name = (
+                    other_parts if best == other.name and any(other_parts) else split_full_name(best)
+                )
+        elif other.name and len(_name_words(other.name)) > len(_name_words(self.name)):
             self.name, self.last_name = other.name, other.last_name
             self.first_name, self.middle_name = other.first_name, other.middle_name
         for attr in ("position", "inn", "company_name", "company_inn"):
@@ -205,7 +235,7 @@ class RowMapper:
         self.layout = layout
         self.region = region
         self.notes: list[RowNote] = []
-        self._phone_cells: dict[str, tuple[list[str], list[str]]] = {}
+        self._phone_cells: dict[str, tuple[list[str], list[str], list[str]]] = {}
         self._email_cells: dict[str, tuple[list[str], list[str]]] = {}
         self._width = max(layout.targets, default=-1) + 1
         first = layout.columns_for
@@ -235,25 +265,30 @@ class RowMapper:
             cells = cells + [""] * (self._width - len(cells))
         issues: list[str] = []
         phones: list[str] = []
+        extensions: list[str] = []
         for index in self._phone_cols:
             text = cells[index]
             if text and not text.isspace():
-                found, problems = self._phone_cell(text.strip())
+                found, problems, extra = self._phone_cell(text)
                 phones.extend(p for p in found if p not in phones)
                 issues.extend(problems)
+                extensions.extend(extra)
         emails: list[str] = []
         for index in self._email_cols:
             text = cells[index]
             if text and not text.isspace():
-                found, problems = self._email_cell(text.strip())
+                found, problems = self._email_cell(text)
                 emails.extend(e for e in found if e not in emails)
                 issues.extend(problems)
-        single = {target: value for target, index in self._single.items() if (value := cells[index].strip())}
+        single = {target: value for target, index in self._single.items() if (value := clean_text(cells[index]))}
         name = " ".join(single["name"].split()) if "name" in single else None
+        if name and not (phones or emails) and _TOTALS.match(name):
+            return RejectedRow(number, f"a totals row ({name!r}), not a client", list(cells))
         last, first, middle = single.get("last_name"), single.get("first_name"), single.get("middle_name")
         if name and not (last or first or middle):
             last, first, middle = split_full_name(name)
         elif not name and (last or first or middle):
+            last, first, middle = (" ".join(p.split()) if p else None for p in (last, first, middle))
             name = " ".join(part for part in (last, first, middle) if part)
         company = " ".join(single["company"].split()) if "company" in single else None
         inn: str | None = None
@@ -268,6 +303,8 @@ class RowMapper:
         comments = [text for index in self._comment_cols if (text := cells[index].strip())]
         if comments:
             fields["comment"] = "\n".join(comments)
+        if extensions:
+            fields["extension"] = "; ".join(extensions)
         for target in _DATE_FIELDS:
             if target in single:
                 fields[target] = excel_date(single[target])
@@ -308,6 +345,7 @@ class RowMapper:
             first_row=number,
             name=name,
             names={name} if name else set(),
+            name_counts={name: 1} if name else {},
             last_name=last,
             first_name=first,
             middle_name=middle,
@@ -323,20 +361,27 @@ class RowMapper:
                 record.inn = inn
         return record
 
-    def _phone_cell(self, text: str) -> tuple[list[str], list[str]]:
-        """The numbers in one cell and what was wrong with the others; cached per cell text."""
+    def _phone_cell(self, text: str) -> tuple[list[str], list[str], list[str]]:
+        """The numbers in one cell, what was wrong with the others, and the extensions (``+7… доб. 12``); cached
+        per cell text."""
         cached = self._phone_cells.get(text)
         if cached is None:
             found: list[str] = []
             problems: list[str] = []
+            extensions: list[str] = []
+            cell = clean_text(text)
             # a number Excel wrote in scientific notation ("7,92E+10") is one value, whatever its comma
-            for piece in [text] if SCIENTIFIC.fullmatch(text) else split_phones(text):
-                e164, reason = phone_or_reason(piece, self.region)
+            for piece in [cell] if SCIENTIFIC.fullmatch(cell) else split_phones(cell):
+                number, extension = split_extension(piece)
+                e164, reason = phone_or_reason(number_text(number), self.region)
                 if e164 is None:
                     problems.append(reason)
-                elif e164 not in found:
+                    continue
+                if e164 not in found:
                     found.append(e164)
-            cached = self._phone_cells[text] = (found, problems)
+                if extension:
+                    extensions.append(f"{e164} доб. {extension}")
+            cached = self._phone_cells[text] = (found, problems, extensions)
         return cached
 
     def _email_cell(self, text: str) -> tuple[list[str], list[str]]:
@@ -344,7 +389,7 @@ class RowMapper:
         if cached is None:
             found: list[str] = []
             problems: list[str] = []
-            for piece in _EMAIL_SPLIT.split(text):
+            for piece in _EMAIL_SPLIT.split(clean_text(text)):
                 if piece:
                     address, reason = email_or_reason(piece)
                     if address is None:
@@ -443,18 +488,26 @@ def _owner_rank(record: ClientRecord) -> tuple[str, int]:
 def build_observations(
     records: Sequence[ClientRecord], *, account: str, observed_at: datetime
 ) -> list[ClientObservation]:
-    """Companies first (so that people can link to them by ref), then people; ids stable across re-imports."""
+    """Companies first (so that people can link to them by ref), then people; ids stable across re-imports.
+
+    A company is one per INN whatever its spelling in the rows; without an INN, one per name as written (case,
+    ё/е and spacing aside). It is named by the spelling most rows use (then the longest, then the text).
+    """
     companies: dict[str, ClientObservation] = {}
+    spellings: dict[str, Counter[str]] = {}
     by_name: dict[str, str] = {}
+    from_records: set[str] = set()
     for record in records:
         if record.kind == "company":
             ref = _company_ref(account, record.inn, record.name)
             companies[ref.id] = _observation(record, ref, observed_at)
+            from_records.add(ref.id)
+            spellings.setdefault(ref.id, Counter()).update(record.names)
             if record.name:
                 by_name[_name_key(record.name)] = ref.id
-    links: dict[tuple[str | None, str | None], ClientKey] = {}
+    links: dict[tuple[str | None, str | None], str] = {}
 
-    def company_link(name: str | None, inn: str | None) -> ClientKey:
+    def company_link(name: str | None, inn: str | None) -> str:
         ref = _company_ref(account, inn, name)
         if inn is None and _name_key(name) in by_name:
             ref = companies[by_name[_name_key(name)]].source
@@ -468,25 +521,40 @@ def build_observations(
             )
             if name:
                 by_name.setdefault(_name_key(name), ref.id)
-        return ClientKey(kind="company", name=name or companies[ref.id].name, ref=ref)
+        return ref.id
 
-    people: list[ClientObservation] = []
+    linked: list[tuple[ClientRecord, str | None]] = []
     for record in records:
         if record.kind != "person":
             continue
-        company: ClientKey | None = None
+        company_id: str | None = None
         if record.company_name or record.company_inn:
             link = (record.company_name, record.company_inn)
-            company = links.get(link)
-            if company is None:
-                company = links[link] = company_link(*link)
+            company_id = links.get(link)
+            if company_id is None:
+                company_id = links[link] = company_link(*link)
+            if record.company_name:
+                spellings.setdefault(company_id, Counter())[record.company_name] += 1
+        linked.append((record, company_id))
+    for company_id, counts in spellings.items():
+        if counts:
+            best = max(counts.items(), key=lambda item: (item[1], len(item[0]), item[0]))[0]
+            if best != companies[company_id].name:
+                companies[company_id] = companies[company_id].model_copy(update={"name": best})
+    keys = {cid: ClientKey(kind="company", name=obs.name, ref=obs.source) for cid, obs in companies.items()}
+    # a company named only in people's rows, without an INN, is made by the first person who names it: the core
+    # then keeps a known person's employer when a new list spells it differently, instead of a duplicate company
+    standalone = [obs for cid, obs in companies.items() if obs.identity or cid in from_records]
+    people: list[ClientObservation] = []
+    for record, company_id in linked:
+        company = keys[company_id] if company_id is not None else None
         person_id = _stable_id(
             "person", record.phones, record.emails, record.inn or "", [_name_key(n) for n in record.names]
         )
         # a plain dict is validated inside the one model call: a third cheaper than building a SourceRef first
         source = {"system": SYSTEM, "account": account, "entity": ROW_ENTITY, "id": person_id}
         people.append(_observation(record, source, observed_at, company))
-    return [*companies.values(), *people]
+    return [*standalone, *people]
 
 
 def _company_ref(account: str, inn: str | None, name: str | None) -> SourceRef:

@@ -40,7 +40,7 @@ def test_a_messy_russian_sheet_becomes_clients_and_companies(tmp_path: Path) -> 
     assert ivanov.phones == ["+79161234567"]
     assert ivanov.emails == ["ivan@mail.ru", "ivan.work@mail.ru"]
     assert ivanov.fields == {"date": "2024-03-01"}
-    assert ivanov.source.system == "excel" and ivanov.source.account == "clients.xlsx"
+    assert ivanov.source.system == "excel" and ivanov.source.account == "clients"
     assert ivanov.source.entity == "row"
     assert ivanov.company is not None and ivanov.company.kind == "company"
     romashka = clients["ООО Ромашка"]

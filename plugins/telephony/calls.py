@@ -81,6 +81,9 @@ class CallRecord:
     line_number: str | None = None
     disconnect_reason: str | None = None
     rang: list[str] = field(default_factory=list)
+    # Who answered for the company, in order: one name is a plain call, more are its transfers.
+    operators: list[str] = field(default_factory=list)
+    caller_name: str | None = None  # the caller id name the PBX showed (a CNAM, a trunk's name field)
 
     @property
     def answered(self) -> bool:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from plugins.telephony.calls import CallRecord, caller_name
 
 AmiEvent = dict[str, str]
 TRUNK_DID = "74951234567"
@@ -136,6 +138,7 @@ class Expected:
     operator: str | None = None
     operators: tuple[str, ...] = ()
     direction: str = "in"
+    name: str | None = None  # the name a new client gets from the caller id
 
 
 @dataclass(frozen=True)
@@ -533,9 +536,62 @@ _FLOWS: list[tuple[str, str, Callable[[], list[AmiEvent]], tuple[Expected, ...]]
      (Expected(CUSTOMER, operator=MOBILE_USER, operators=(MOBILE_USER,)),)),
     ("group_pickup", "rings 101, 102 picks it up with *8", group_pickup,
      (Expected(CUSTOMER, operator="102", operators=("102",)),)),
+    ("caller_name_cyrillic", "an unknown caller whose trunk sends 'Пётр Иванов'",
+     lambda: named_caller("Пётр Иванов", CUSTOMER),
+     (Expected(CUSTOMER, operator="101", operators=("101",), name="Пётр Иванов"),)),
+    ("caller_name_unknown", "caller id name '<unknown>' is no name", lambda: named_caller("<unknown>", CUSTOMER),
+     (Expected(CUSTOMER, operator="101", operators=("101",)),)),
+    ("caller_name_is_number", "caller id name that is the number itself", lambda: named_caller(CUSTOMER, CUSTOMER),
+     (Expected(CUSTOMER, operator="101", operators=("101",)),)),
 ]  # fmt: skip
 
 
+def _renumbered(events: list[AmiEvent], number: str) -> list[AmiEvent]:
+    return [{key: value.replace(CUSTOMER, number) for key, value in event.items()} for event in events]
+
+
 def flows() -> list[Flow]:
-    """Every constructed flow, its ids tagged with its name so that all of them can share one replay."""
-    return [Flow(name, what, _shifted(build(), name), expected) for name, what, build, expected in _FLOWS]
+    """Every constructed flow, each with its own customer number and ids, so that all can share one replay."""
+    built = []
+    for index, (name, what, build, expected) in enumerate(_FLOWS):
+        number = f"7916100{index:04d}"
+        events = _shifted(_renumbered(build(), number), name)
+        built.append(Flow(name, what, events, tuple(replace(e, number=number) for e in expected)))
+    return built
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a replay gave for one outside number (or what it should give)."""
+
+    calls: int
+    answered: int
+    operator: str | None
+    operators: tuple[str, ...]
+    direction: str | None
+    name: str | None = None
+
+
+def expected_outcome(expected: Expected) -> Outcome:
+    operators = expected.operators
+    return Outcome(expected.calls, expected.answered, expected.operator, operators, expected.direction, expected.name)
+
+
+def outcomes(records: Iterable[CallRecord]) -> dict[str, Outcome]:
+    """Per outside number (as the PBX sent it): calls, answered calls, the last call's operator and chain."""
+    by_number: dict[str, list[CallRecord]] = {}
+    for record in records:
+        if record.direction != "internal" and record.number is not None:
+            by_number.setdefault(record.number.raw, []).append(record)
+    found = {}
+    for number, calls in by_number.items():
+        last = calls[-1]
+        found[number] = Outcome(
+            calls=len(calls),
+            answered=sum(c.answered for c in calls),
+            operator=last.extension,
+            operators=tuple(last.operators),
+            direction=last.direction,
+            name=caller_name(last.caller_name, last.number),
+        )
+    return found

@@ -9,7 +9,7 @@ to a running hub (writes split at every byte offset, a dropped connection mid-ca
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -44,7 +44,7 @@ def expected_of(items: tuple[Expected, ...]) -> dict[str, Outcome]:
     return {e.number: expected_outcome(e) for e in items}
 
 
-def records(updates: list[object]) -> list[CallRecord]:
+def records(updates: Sequence[object]) -> list[CallRecord]:
     return [u for u in updates if isinstance(u, CallRecord)]
 
 

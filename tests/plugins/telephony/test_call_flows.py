@@ -15,9 +15,11 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from hub.core.events import ClientObservation, SourceRef
 from hub.core.hub import Hub
+from hub.web.app import create_app
 from plugins.telephony.ami import AMIDecoder
 from plugins.telephony.asterisk import AsteriskCallTracker
 from plugins.telephony.calls import CallRecord
@@ -185,3 +187,27 @@ def test_a_caller_id_name_fills_an_empty_name_and_gives_way_to_any_real_one(tele
     hub.ingest(ClientObservation(source=SourceRef(system="crm", entity="contact", id="7"), name="Лебедева О. П.",
                                  phones=[number], observed_at=datetime(2020, 1, 1).astimezone()))  # fmt: skip
     assert hub.find_clients(phone="+" + number)[0].name == "Лебедева О. П.", "a CRM name outranks a PBX guess"
+
+
+def test_call_stats_count_these_outcomes(telephony_hub: Callable[..., Hub]) -> None:
+    hub = telephony_hub()
+    hub.prepare()
+    intake = telephony(hub).intake
+    for flow in FLOWS.values():
+        for call in records(AsteriskCallTracker().feed_all(flow.events)):
+            intake.apply(call)
+    report = TestClient(create_app(hub)).get("/api/calls/stats", params={"since": "2025-11-17", "until": "2025-11-17"})
+    assert report.status_code == 200
+    expected = [e for flow in FLOWS.values() for e in flow.expected]
+    totals = report.json()["totals"]
+    assert (totals["calls"], totals["answered"]) == (len(expected), sum(e.answered for e in expected))
+    answered_by: dict[str, int] = {}
+    for row in report.json()["rows"]:
+        assert row["operator"] != "trunk"
+        if row["answered"]:
+            answered_by[row["operator"]] = answered_by.get(row["operator"], 0) + row["answered"]
+    wanted: dict[str, int] = {}
+    for e in expected:
+        if e.answered and e.operator:
+            wanted[e.operator] = wanted.get(e.operator, 0) + e.answered
+    assert answered_by == wanted

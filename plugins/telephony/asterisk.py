@@ -244,6 +244,11 @@ class AsteriskCallTracker:
     def is_finished(self, linkedid: str) -> bool:
         return linkedid in self._finished
 
+    def is_answered(self, linkedid: str) -> bool:
+        """Whether the call in progress has reached a conversation with its outside (or called) party yet."""
+        call = self._calls.get(linkedid)
+        return call is not None and bool(self._parties(call).talked)
+
     # --- entry points ----------------------------------------------------------------------------------------
 
     def feed(self, event: Mapping[str, str]) -> list[CallUpdate]:

@@ -85,11 +85,12 @@ def wait(condition: Callable[[], Any], timeout: float = 60.0) -> Any:
     raise TimeoutError("the replay did not settle in time")
 
 
-def timeline_outcomes(hub: Hub, numbers: Iterable[str]) -> dict[str, Outcome]:
-    wanted = set(numbers)
+def timeline_outcomes(hub: Hub, events: Iterable[AmiEvent]) -> dict[str, Outcome]:
+    """What the timeline holds for the calls of one session (its Linkedids), per outside number."""
+    call_ids = {e["Linkedid"] for e in events if e.get("Linkedid")}
     by_number: dict[str, list[Any]] = {}
-    for item in hub.iter_items(kind="interaction", channel="call"):
-        if item.fields.get("number_raw") in wanted:
+    for item in hub.iter_items(kind="interaction", channel="call", system="asterisk"):
+        if item.source.id in call_ids:
             by_number.setdefault(item.fields["number_raw"], []).append(item)
     found = {}
     for number, items in by_number.items():
@@ -131,7 +132,7 @@ def replay_over_tcp(all_sessions: list[tuple[str, str, list[AmiEvent], dict[str,
         hub.start("all")
         try:
             assert sandbox.wait_for_login(), "the AMI listener did not log in"
-            for index, (name, _, events, expected) in enumerate(all_sessions):
+            for index, (name, _, events, _) in enumerate(all_sessions):
                 sandbox.chunk_size = 3 + index % 11
                 half = len(events) // 2
                 logins = sandbox.logins
@@ -141,7 +142,7 @@ def replay_over_tcp(all_sessions: list[tuple[str, str, list[AmiEvent], dict[str,
                 wait(lambda: sandbox.pending() == 0)
                 time.sleep(0.3)
                 hub.wait_idle()
-                results[name] = timeline_outcomes(hub, expected)
+                results[name] = timeline_outcomes(hub, events)
         finally:
             hub.stop(grace=5)
     return results

@@ -641,8 +641,11 @@ class AsteriskCallTracker:
         caller = inside or first
         others = [c for c in real if c is not caller]
         dialled = caller.dial_exten
-        if dialled and not self._is_extension(dialled) and not others:
-            return _Parties("out", dialled, None, caller, [], [])
+        if dialled and not self._is_extension(dialled) and _PHONE_LIKE.fullmatch(dialled):
+            # An outside number dialled through a trunk whose dial string hides it (or no channel at all).
+            callee = next((c for c in others if c.dialed), None)
+            talked = self._talked(call, callee, [], dialled_by=caller) if callee is not None else []
+            return _Parties("out", dialled, callee, caller, talked, [])
         rang = [c for c in others if c.rang or c.dialed]
         return _Parties("internal", None, None, caller, self._talked(call, caller, others), rang)
 

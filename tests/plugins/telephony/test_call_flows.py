@@ -23,7 +23,7 @@ from hub.web.app import create_app
 from plugins.telephony.ami import AMIDecoder
 from plugins.telephony.asterisk import AsteriskCallTracker
 from plugins.telephony.calls import CallRecord
-from plugins.telephony.flows import Expected, Outcome, expected_outcome, flows, named_caller, outcomes
+from plugins.telephony.flows import Expected, Outcome, Session, expected_outcome, flows, named_caller, outcomes
 from plugins.telephony.runtime import telephony
 from plugins.telephony.sandbox import AMISandbox, encode_packet
 from tests.conftest import wait_for
@@ -221,3 +221,20 @@ def test_call_stats_count_these_outcomes(telephony_hub: Callable[..., Hub]) -> N
         if e.answered and e.operator:
             wanted[e.operator] = wanted.get(e.operator, 0) + e.answered
     assert answered_by == wanted
+
+
+def test_outbound_call_through_a_trunk_whose_dial_string_hides_the_number() -> None:
+    s = Session()
+    phone = s.new("PJSIP/101", "101", exten="89161234567")
+    s.state(phone, "Ring")
+    trunk = s.new("PJSIP/mts-trunk", "89161234567", linkedid=phone.linkedid, exten="89161234567")
+    s.emit("DialBegin", **phone.fields(), **trunk.fields("Dest"), DialString="mts-trunk")
+    s.state(trunk, "Ringing")
+    s.wait(5)
+    s.answer(phone, trunk)
+    bridge = s.bridge(phone, trunk)
+    s.wait(20)
+    s.hangup(trunk, phone, bridge=bridge)
+    [call] = records(AsteriskCallTracker().feed_all(s.events))
+    assert call.direction == "out" and call.number is not None and call.number.e164 == "+79161234567"
+    assert (call.status, call.extension, call.talk_s) == ("answered", "101", 20.0)

@@ -206,7 +206,9 @@ def test_call_stats_count_these_outcomes(telephony_hub: Callable[..., Hub]) -> N
     for flow in FLOWS.values():
         for call in records(AsteriskCallTracker().feed_all(flow.events)):
             intake.apply(call)
-    report = TestClient(create_app(hub)).get("/api/calls/stats", params={"since": "2025-11-17", "until": "2025-11-17"})
+    report = TestClient(create_app(hub), base_url="http://127.0.0.1").get(
+        "/api/calls/stats", params={"since": "2025-11-17", "until": "2025-11-17"}
+    )
     assert report.status_code == 200
     expected = [e for flow in FLOWS.values() for e in flow.expected]
     totals = report.json()["totals"]

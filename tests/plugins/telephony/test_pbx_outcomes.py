@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi.testclient import TestClient
 
@@ -75,8 +77,14 @@ def test_mango_call_that_rang_two_employees_and_nobody_answered_is_missed() -> N
     assert (call.status, call.operators, call.answered_at, call.talk_s) == ("missed", [], None, 0.0)
 
 
+# Zadarma signs call_start (Moscow time by default) and the hub refuses notifications of long ago.
+CALL_START = (
+    (datetime.now(UTC) - timedelta(minutes=5)).astimezone(ZoneInfo("Europe/Moscow")).strftime("%Y-%m-%d %H:%M:%S")
+)
+
+
 def zadarma_form(event: str, **fields: str) -> dict[str, str]:
-    return {"event": event, "pbx_call_id": "in_1", "call_start": "2025-11-17 10:00:00", "caller_id": CUSTOMER,
+    return {"event": event, "pbx_call_id": "in_1", "call_start": CALL_START, "caller_id": CUSTOMER,
             "called_did": LINE, **fields}  # fmt: skip
 
 
@@ -113,7 +121,7 @@ def test_zadarma_call_nobody_answered_names_no_chain() -> None:
 def test_recordings_arriving_after_the_call_attach_to_its_one_timeline_entry(telephony_hub: Callable[..., Hub]) -> None:
     hub = telephony_hub()
     hub.start("all")
-    client = TestClient(create_app(hub))
+    client = TestClient(create_app(hub), base_url="http://127.0.0.1")
     mango = MangoSender(MANGO_KEY, MANGO_SALT)
     for kind, payload in [("call", mango_leg("leg-1", 2, "Connected", 1763362806, "101")),
                           ("summary", mango_summary(1, "101"))]:  # fmt: skip
@@ -142,3 +150,25 @@ def test_recordings_arriving_after_the_call_attach_to_its_one_timeline_entry(tel
     assert {c.source.system: c.fields["recording"] for c in calls} == {"mango": "rec-777", "zadarma": "zd-rec-1"}
     assert {c.source.system: c.fields["operator"] for c in calls} == {"mango": "101", "zadarma": "103"}
     assert json.dumps([c.fields for c in calls], ensure_ascii=False)  # the entries stay plain JSON
+
+
+def test_zadarma_transfer_through_the_webhook_names_the_last_extension(telephony_hub: Callable[..., Hub]) -> None:
+    hub = telephony_hub()
+    hub.start("all")
+    client = TestClient(create_app(hub), base_url="http://127.0.0.1")
+    zadarma = ZadarmaSender(ZADARMA_SECRET)
+    forms = [
+        zadarma_form("NOTIFY_START", pbx_call_id="zd-2"),
+        zadarma_form("NOTIFY_ANSWER", pbx_call_id="zd-2", internal="101", destination="101"),
+        zadarma_form("NOTIFY_ANSWER", pbx_call_id="zd-2", internal="102", destination="102"),
+        zadarma_form("NOTIFY_END", pbx_call_id="zd-2", internal="102", duration="95", disposition="answered"),
+    ]
+    for form in forms + forms[1:2]:  # and Zadarma retries the first answer
+        body, headers = zadarma.signed(form)
+        assert client.post("/webhooks/telephony/zadarma", data=body, headers=headers).status_code == 200
+    [call] = wait_for(lambda: (c := calls_on_timeline(hub)) and c[0].fields.get("operators") and c)
+    assert (call.fields["operator"], call.fields["operators"], call.fields["status"]) == (
+        "102",
+        "101 → 102",
+        "answered",
+    )

@@ -244,10 +244,17 @@ class AsteriskCallTracker:
     def is_finished(self, linkedid: str) -> bool:
         return linkedid in self._finished
 
-    def is_answered(self, linkedid: str) -> bool:
-        """Whether the call in progress has reached a conversation with its outside (or called) party yet."""
+    def answered_by(self, linkedid: str) -> str | None:
+        """For a call in progress that has reached a conversation: who answered for the company so far (the
+        operator's extension, or ``""`` when it cannot be named); None while nobody talks to the customer."""
         call = self._calls.get(linkedid)
-        return call is not None and bool(self._parties(call).talked)
+        if call is None:
+            return None
+        parties = self._parties(call)
+        if not parties.talked:
+            return None
+        operators = self._operators(parties)
+        return operators[-1] if operators and parties.direction == "in" else (self._label(parties.inside) or "")
 
     # --- entry points ----------------------------------------------------------------------------------------
 

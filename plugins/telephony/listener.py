@@ -114,12 +114,13 @@ class AMIListener:
         with self._lock:
             updates = self.tracker.feed(packet)
             # A bridge with a prompt, voicemail or music on hold is not an answer: ask the tracker.
-            talking = packet.get("Event") in ("BridgeEnter", "AgentConnect", "Bridge") and [
-                linkedid for linkedid in self._ringing_calls() if self.tracker.is_answered(linkedid)
-            ]
-        for linkedid in talking or ():
+            talking = []
+            if packet.get("Event") in ("BridgeEnter", "AgentConnect", "Bridge"):
+                answered = {linkedid: self.tracker.answered_by(linkedid) for linkedid in self._ringing_calls()}
+                talking = [(linkedid, who) for linkedid, who in answered.items() if who is not None]
+        for linkedid, who in talking:
             self._ringing.discard(live_key("asterisk", self.settings.ami.account, linkedid))
-            self.live.answered("asterisk", self.settings.ami.account, linkedid)
+            self.live.answered("asterisk", self.settings.ami.account, linkedid, who or None)
         self._send(updates)
 
     def _ringing_calls(self) -> list[str]:

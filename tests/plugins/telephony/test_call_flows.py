@@ -240,3 +240,31 @@ def test_outbound_call_through_a_trunk_whose_dial_string_hides_the_number() -> N
     [call] = records(AsteriskCallTracker().feed_all(s.events))
     assert call.direction == "out" and call.number is not None and call.number.e164 == "+79161234567"
     assert (call.status, call.extension, call.talk_s) == ("answered", "101", 20.0)
+
+
+def test_live_call_stays_ringing_while_the_acceptance_prompt_plays(telephony_hub: Callable[..., Hub]) -> None:
+    """The mobile network answers to play "press 1": the live list must not show the call as answered yet."""
+    events = FLOWS["acceptance_accepted"].events
+    number = "+" + FLOWS["acceptance_accepted"].expected[0].number
+    prompt = next(i for i, e in enumerate(events) if e["Event"] == "BridgeEnter") + 2  # the prompt's bridge is up
+    last_bridge = max(i for i, e in enumerate(events) if e["Event"] == "BridgeEnter") + 1  # accepted and joined
+    # Another call starts ringing after the prompt: once it is listed, everything before it has been read.
+    marker = FLOWS["queue_answered"].events
+    marker_rings = next(i for i, e in enumerate(marker) if e["Event"] == "AgentCalled") + 2
+    with AMISandbox() as sandbox:
+        hub = telephony_hub(**ami_settings(sandbox))
+        hub.start("all")
+        assert sandbox.wait_for_login()
+        api = TestClient(create_app(hub), base_url="http://127.0.0.1")
+
+        def live() -> dict[str, Any]:
+            return {c["number"]: c for c in api.get("/api/calls/live").json()["items"]}
+
+        sandbox.send_events(events[:prompt] + marker[:marker_rings])
+        calls = wait_for(lambda: len(c := live()) == 2 and c)
+        assert calls[number]["state"] == "ringing"
+        sandbox.send_events(events[prompt:last_bridge])
+        wait_for(lambda: live()[number]["state"] == "active")
+        assert live()[number]["extension"] == "79035556677", "the mobile user who accepted"
+        sandbox.send_events(events[last_bridge:] + marker[marker_rings:])
+        wait_for(lambda: live() == {})

@@ -91,6 +91,11 @@ class ClientKey(_Model):
     name: Line | None = None
     kind: Literal["person", "company"] = "person"
     create: bool = True
+    name_if_empty: bool = Field(
+        default=False,
+        description="``name`` is a weak guess (a caller id name): it names a new client or one without a name, at "
+        "the lowest rank, so that any name from another source replaces it and it never replaces one",
+    )
 
 
 class _ObservationBase(_Model):

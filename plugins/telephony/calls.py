@@ -54,6 +54,21 @@ def parse_number(raw: object, region: str = "RU") -> PhoneNumber | None:
         return PhoneNumber(text, None)
 
 
+_NOT_NAMES = _HIDDEN_NUMBERS | {"unknown caller", "no name", "none", "null", "caller"}
+
+
+def caller_name(raw: str | None, number: PhoneNumber | None = None) -> str | None:
+    """A caller id name fit to name a client: ``'Пётр Иванов'``; not ``<unknown>``, digits or the number itself."""
+    if raw is None:
+        return None
+    text = " ".join(raw.replace("\u00a0", " ").split()).strip(" \"'")
+    if len(text) < 2 or text.casefold() in _NOT_NAMES or not any(ch.isalpha() for ch in text):
+        return None  # empty, '<unknown>', 'Anonymous', or only digits and signs ('+7 916 123-45-67', '101')
+    if number is not None and re.sub(r"\D", "", text) == re.sub(r"\D", "", number.raw):
+        return None
+    return text[:200]
+
+
 def is_extension(number: str | None, extensions: Container[str] = (), max_length: int = 5) -> bool:
     """An internal extension: listed in ``extensions`` or a short run of digits (``101``, ``2001``)."""
     if not number:
@@ -86,6 +101,9 @@ class CallRecord:
     line_number: str | None = None
     disconnect_reason: str | None = None
     rang: list[str] = field(default_factory=list)
+    # Who answered for the company, in order: one name is a plain call, more are its transfers.
+    operators: list[str] = field(default_factory=list)
+    caller_name: str | None = None  # the caller id name the PBX showed (a CNAM, a trunk's name field)
 
     @property
     def answered(self) -> bool:
@@ -187,7 +205,9 @@ def _call_observations(
     record = record.with_durations()
     operator = _operator(record.extension, operators)
     phone = number.e164
-    client = ClientKey(phones=[phone])
+    # The PBX's caller id name names a new (or nameless) client, never renames a known one.
+    name = caller_name(record.caller_name, number) if record.direction == "in" else None
+    client = ClientKey(phones=[phone], name=name, name_if_empty=name is not None)
     occurred = record.started_at or record.ended_at
     fields: dict[str, str | int | float | bool | None] = {
         "ring_s": record.ring_s,
@@ -202,6 +222,8 @@ def _call_observations(
         "originate_id": record.originate_id,
         "line_number": record.line_number,
         "disconnect_reason": record.disconnect_reason,
+        "operators": " → ".join(record.operators) if len(record.operators) > 1 else None,
+        "caller_name": name,
     }
     fields.update({key: value for key, value in optional.items() if value})
     interaction = InteractionObservation(

@@ -233,16 +233,26 @@ def _zadarma_handler(rt: Telephony) -> Any:
             log.warning("zadarma_replay_refused", pbx_call_id=call_id, zadarma_event=event, verdict=verdict)
             return JSONResponse({"status": verdict})
         # A retry of the same call carries the same (call, event): stored once.
-        if await run_in_threadpool(rt.intake.already_filed, "zadarma", account, call_id, event):
+        key = zadarma_event_key(form)
+        if await run_in_threadpool(rt.intake.already_filed, "zadarma", account, call_id, key):
             log.info("zadarma_replay_ignored", pbx_call_id=call_id, zadarma_event=event)
             return JSONResponse({"status": "duplicate"})
-        stored = await run_in_threadpool(rt.intake.accept, "zadarma", account, call_id, event, form)
+        stored = await run_in_threadpool(rt.intake.accept, "zadarma", account, call_id, key, form)
         if not stored:
             log.info("zadarma_replay_ignored", pbx_call_id=call_id, zadarma_event=event)
         task = BackgroundTask(_zadarma_live, rt, form)
         return JSONResponse({"status": "stored" if stored else "duplicate"}, background=task)
 
     return zadarma_notification
+
+
+def zadarma_event_key(form: Mapping[str, str]) -> str:
+    """What makes one Zadarma delivery unique within its call: the event, and for an answer who answered (a
+    transfer answers the same call again at another extension)."""
+    event = form.get("event", "")
+    if event == "NOTIFY_ANSWER":
+        return f"{event}:{form.get('destination') or form.get('internal') or ''}"
+    return event
 
 
 def _zadarma_live(rt: Telephony, form: Mapping[str, str]) -> None:

@@ -149,6 +149,7 @@ class _Pending:
     extension: str | None = None
     answered_at: datetime | None = None
     line_number: str | None = None
+    operators: list[str] = field(default_factory=list)  # who answered, in order: a transfer adds one
 
 
 class ZadarmaCallAssembler:
@@ -174,7 +175,7 @@ class ZadarmaCallAssembler:
         self.clock = clock
         self.remember = remember
         self.duplicates = 0
-        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._seen: OrderedDict[tuple[str, ...], None] = OrderedDict()
         self._pending: dict[str, _Pending] = {}
         self._finished: OrderedDict[str, CallRecord] = OrderedDict()
         self._recordings: dict[str, str] = {}
@@ -185,7 +186,9 @@ class ZadarmaCallAssembler:
         if not call_id:
             log.warning("zadarma_event_without_call_id", zadarma_event=event)
             return []
-        key = (call_id, event)
+        # A transfer answers the same call again with another extension: the signed fields tell a new
+        # notification from a replayed one.
+        key = (call_id, event, *(form.get(name, "") for name in SIGNED_FIELDS.get(event, ())))
         if key in self._seen:
             self.duplicates += 1
             log.info("zadarma_duplicate_ignored", pbx_call_id=call_id, zadarma_event=event)
@@ -245,8 +248,10 @@ class ZadarmaCallAssembler:
 
     def _on_answer(self, call_id: str, form: Mapping[str, str]) -> list[CallUpdate]:
         pending = self._pending.setdefault(call_id, _Pending("in", form.get("caller_id")))
-        pending.answered_at = self.clock()
+        pending.answered_at = pending.answered_at or self.clock()
         pending.extension = form.get("internal") or form.get("destination") or pending.extension
+        if pending.extension and pending.extension not in pending.operators:
+            pending.operators.append(pending.extension)
         return []
 
     def _notice(self, call_id: str, pending: _Pending) -> RingingNotice:
@@ -289,7 +294,13 @@ class ZadarmaCallAssembler:
             account=self.account,
             direction="out" if outbound else "in",
             number=parse_number(number, self.region),
-            extension=form.get("internal") or (pending.extension if pending else None),
+            extension=(pending.operators[-1] if pending and pending.operators and status == "answered" else None)
+            or form.get("internal")
+            or (pending.extension if pending else None),
+            operators=list(pending.operators) if pending and status == "answered" else [],
+            transferred_to=pending.operators[-1]
+            if pending and status == "answered" and len(pending.operators) > 1
+            else None,
             status=status,
             started_at=started,
             answered_at=answered_at,

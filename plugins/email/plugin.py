@@ -1,0 +1,55 @@
+"""The email plugin's hooks: mailboxes read over IMAP (a listener each), sending over SMTP (``POST /api/emails``,
+``hub email send``), and each mailbox's health. Each hook delegates to the module that does the work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hub import hookimpl
+from hub.core.sources import Listener
+from plugins.email import api
+from plugins.email.cli import email
+from plugins.email.connection import accounts, forget
+from plugins.email.listener import MailboxListener
+from plugins.email.settings import EmailSection
+
+__version__ = "1.0.0"
+_ORDER = {"ok": 0, "degraded": 1, "down": 2}
+
+
+@hookimpl
+def hub_register_settings(register: Any) -> None:
+    register("email", EmailSection)
+
+
+@hookimpl
+def hub_register_routes(hub: Any, register: Any) -> None:
+    found = accounts(hub)
+    if any(a.settings.smtp for a in found):
+        for route in api.routes(found):
+            register(route)
+
+
+@hookimpl
+def hub_register_listeners(hub: Any, register: Any) -> None:
+    for account in accounts(hub):
+        register(Listener(f"email:{account.key}", MailboxListener(account).run))
+
+
+@hookimpl
+def hub_register_commands(register: Any) -> None:
+    register(email)
+
+
+@hookimpl
+def hub_health(hub: Any) -> dict[str, Any] | None:
+    reports = {a.key: a.health() for a in accounts(hub)}
+    if not reports:
+        return None
+    worst = max((r["status"] for r in reports.values()), key=_ORDER.__getitem__)
+    return {"status": worst, "mailboxes": reports}
+
+
+@hookimpl
+def hub_shutdown(hub: Any) -> None:
+    forget(hub)

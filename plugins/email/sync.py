@@ -1,0 +1,273 @@
+"""Mailbox → timeline: read each folder past its cursor, decode, match, store once, then move the cursor.
+
+The cursor is (mailbox, folder, UIDVALIDITY, last UID) and moves only after a batch is stored, so a crash or a
+lost link re-reads at most one batch and a changed UIDVALIDITY re-reads the folder; the entry's SourceRef
+(Message-ID and client, see :mod:`plugins.email.mapping`) makes both re-reads store nothing twice. Memory stays
+bounded: messages are fetched in batches of ``fetch_batch`` and at most ``BATCH_BYTES`` at a time; a message over
+``max_message_bytes`` is read as header, structure and the start of its text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from hub.core.errors import BadInput
+from hub.core.events import InteractionObservation
+from hub.progress import ProgressReporter
+from plugins.email.charsets import decode_bytes
+from plugins.email.client import Fetched, FolderGone, ImapMailbox
+from plugins.email.connection import Account, Cursor
+from plugins.email.html import html_to_text
+from plugins.email.mapping import base_subject, is_reply_subject, observations
+from plugins.email.matching import canonical, decide
+from plugins.email.mime import Attachment, ParsedEmail, parse_message
+from plugins.email.structure import decode_transfer
+
+log = structlog.get_logger("plugins.email")
+
+BATCH_BYTES = 16_000_000  # whole messages held at once, at most (one bigger message is read capped instead)
+
+
+@dataclass
+class FolderReport:
+    messages: int = 0
+    stored: int = 0
+    already_stored: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    undecoded: int = 0
+    rejected: int = 0
+    capped: int = 0
+    resynced: bool = False
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v not in (None, False, {}) or k == "messages"}
+
+
+@dataclass
+class SyncReport:
+    mailbox: str
+    folders: dict[str, FolderReport] = field(default_factory=dict)
+
+    @property
+    def stored(self) -> int:
+        return sum(f.stored for f in self.folders.values())
+
+    @property
+    def messages(self) -> int:
+        return sum(f.messages for f in self.folders.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"mailbox": self.mailbox, "folders": {k: v.as_dict() for k, v in self.folders.items()}}
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class MailboxSync:
+    """One pass over the folders of one mailbox. ``run`` may be called again on the same open connection."""
+
+    def __init__(self, account: Account, progress: ProgressReporter | None = None) -> None:
+        self.account = account
+        self.hub = account.hub
+        self.section = account.section
+        self.progress = progress
+        self._threads: dict[tuple[str, str], str] = {}  # (client, base subject) → thread, for header-less replies
+
+    # --- one pass ---------------------------------------------------------------------------------------------
+    def run(self, conn: ImapMailbox) -> SyncReport:
+        report = SyncReport(self.account.key)
+        folders = self.account.settings.imap.folders or conn.default_folders()
+        for folder in folders:
+            folder_report = report.folders[folder] = FolderReport()
+            try:
+                self.sync_folder(conn, folder, folder_report)
+            except FolderGone as exc:
+                # One folder gone (deleted, renamed) must not stop the others; its cursor is kept for its return.
+                folder_report.error = str(exc)
+                log.warning("email.folder_unavailable", mailbox=self.account.key, folder=folder, error=str(exc))
+        gone = [f for f, r in report.folders.items() if r.error]
+        if gone and len(gone) == len(folders):
+            self.account.mark_down(f"no folder can be opened: {', '.join(gone)}")
+        elif gone:
+            self.account.mark_degraded(f"folder(s) {', '.join(gone)} cannot be opened (deleted or renamed?)")
+        else:
+            self.account.mark_ok()
+        return report
+
+    def sync_folder(self, conn: ImapMailbox, folder: str, report: FolderReport) -> None:
+        status = conn.examine(folder)
+        cursor = self.account.cursor(folder)
+        last_uid = 0
+        if cursor is not None and cursor.uidvalidity == status.uidvalidity:
+            last_uid = cursor.last_uid
+        elif cursor is not None:
+            report.resynced = True
+            log.warning(
+                "email.uidvalidity_changed",
+                mailbox=self.account.key,
+                folder=folder,
+                was=cursor.uidvalidity,
+                now=status.uidvalidity,
+                action="reading the folder again; entries already stored are kept once",
+            )
+        uids = conn.uids_after(last_uid)
+        task = f"email {self.account.key}/{folder}"
+        for batch in _chunks(uids, self.section.fetch_batch):
+            parsed = list(self._read(conn, batch, report))
+            self._store(parsed, folder, report)
+            self.account.save_cursor(folder, Cursor(status.uidvalidity, batch[-1]))
+            report.messages += len(batch)
+            if self.progress is not None:
+                self.progress.advance(task, len(batch), total=len(uids))
+        if not uids and cursor is None:
+            self.account.save_cursor(folder, Cursor(status.uidvalidity, 0))
+
+    # --- reading ----------------------------------------------------------------------------------------------
+    def _read(self, conn: ImapMailbox, batch: list[int], report: FolderReport) -> Iterator[tuple[ParsedEmail, Any]]:
+        sizes = conn.sizes(batch)
+        limit = self.section.max_message_bytes
+        group: list[int] = []
+        held = 0
+        for uid in batch:
+            size, date = sizes.get(uid, (0, None))
+            if uid not in sizes:
+                continue
+            if size > limit:
+                report.capped += 1
+                fetched = conn.fetch_capped(uid, size, date, self.section.max_body_chars * 2)
+                if fetched is not None:
+                    yield self._parse_capped(fetched), fetched.internal_date
+                continue
+            if group and held + size > BATCH_BYTES:
+                yield from self._parse_all(conn.fetch_whole(group, sizes))
+                group, held = [], 0
+            group.append(uid)
+            held += size
+        if group:
+            yield from self._parse_all(conn.fetch_whole(group, sizes))
+
+    def _parse_all(self, fetched: Iterator[Fetched]) -> Iterator[tuple[ParsedEmail, Any]]:
+        for item in fetched:
+            yield self._parse(item.data, item.uid), item.internal_date
+
+    def _parse(self, data: bytes, uid: int) -> ParsedEmail:
+        try:
+            return parse_message(data, max_body_chars=self.section.max_body_chars)
+        except Exception as exc:  # no parser reads it: keep the raw bytes, flagged, rather than lose it
+            log.error("email.unparseable", mailbox=self.account.key, uid=uid, error=f"{type(exc).__name__}: {exc}")
+            headers = parse_message(data.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
+            headers.decoded = False
+            headers.raw = data
+            return headers
+
+    def _parse_capped(self, fetched: Fetched) -> ParsedEmail:
+        parsed = self._parse(fetched.data, fetched.uid)
+        parts = fetched.parts or []
+        parsed.attachments = [
+            Attachment(p.filename, p.content_type, p.size) for p in parts if not p.is_text or p.filename is not None
+        ]
+        text_part = next((p for p in parts if p.is_text and p.filename is None and p.subtype == "plain"), None)
+        text_part = text_part or next((p for p in parts if p.is_text and p.filename is None), None)
+        parsed.body_truncated = True
+        if text_part is not None and fetched.text_part:
+            raw = decode_transfer(fetched.text_part, text_part.encoding)
+            text, _ = decode_bytes(raw, text_part.charset)
+            if text is None:
+                # Cut at an arbitrary byte: a multi-byte character may be split at the very end.
+                text, _ = decode_bytes(raw[:-3], text_part.charset)
+            if text is None:
+                parsed.decoded, parsed.raw = False, raw
+            else:
+                body = html_to_text(text) if text_part.subtype == "html" else text.strip()
+                parsed.body = body[: self.section.max_body_chars]
+        log.warning(
+            "email.message_capped",
+            mailbox=self.account.key,
+            uid=fetched.uid,
+            size=fetched.size,
+            limit=self.section.max_message_bytes,
+            kept="headers, attachment list, start of the text",
+        )
+        return parsed
+
+    # --- storing ----------------------------------------------------------------------------------------------
+    def thread_of(self, parsed: ParsedEmail, client: str) -> str:
+        """References' root, else In-Reply-To, else an earlier message with the same correspondent and subject."""
+        if parsed.references:
+            return parsed.references[0]
+        if parsed.in_reply_to:
+            return parsed.in_reply_to
+        key = (canonical(client), base_subject(parsed.subject))
+        if is_reply_subject(parsed.subject) and key[1]:
+            found = self._threads.get(key) or self._earlier_thread(*key)
+            if found:
+                return found
+        self._threads.setdefault(key, parsed.key)
+        return parsed.key
+
+    def _earlier_thread(self, client: str, subject: str) -> str | None:
+        try:
+            clients = self.hub.find_clients(email=client, limit=1)
+        except BadInput:
+            return None
+        for item in self.hub.timeline(clients[0].id, limit=500, kinds=["interaction"]) if clients else []:
+            if item.channel == "email" and base_subject(str(item.fields.get("subject") or "")) == subject:
+                thread = item.fields.get("thread")
+                if thread:
+                    return str(thread)
+        return None
+
+    def _store(self, parsed: list[tuple[ParsedEmail, datetime | None]], folder: str, report: FolderReport) -> None:
+        batch: list[InteractionObservation] = []
+        seen: set[str] = set()
+        for message, internal_date in parsed:
+            if not message.decoded:
+                report.undecoded += 1
+                log.warning(
+                    "email.not_decoded",
+                    mailbox=self.account.key,
+                    folder=folder,
+                    message=message.key,
+                    problems=message.problems[:5],
+                    kept="raw bytes of the unreadable text",
+                )
+            decision = decide(message, self.account.company)
+            if decision.skipped:
+                report.skipped[decision.skipped] = report.skipped.get(decision.skipped, 0) + 1
+                continue
+            threads = {c.email: self.thread_of(message, c.email) for c in decision.clients}
+            for obs in observations(
+                message,
+                decision,
+                thread=threads[decision.clients[0].email],
+                mailbox=self.account.key,
+                folder=folder,
+                internal_date=internal_date,
+                create_clients=self.account.create_clients,
+            ):
+                client_email = obs.client.emails[0]
+                obs.fields["thread"] = threads.get(client_email, obs.fields["thread"])
+                ref = str(obs.source)
+                if ref in seen or self.hub.find_item(obs.source) is not None:
+                    report.already_stored += 1
+                    continue
+                seen.add(ref)
+                batch.append(obs)
+        if not batch:
+            return
+        for obs, result in zip(batch, self.hub.ingest_many(batch), strict=True):
+            if isinstance(result, BadInput):
+                report.rejected += 1
+                log.warning(
+                    "email.entry_rejected", mailbox=self.account.key, entry=str(obs.source), problem=str(result)
+                )
+            else:
+                report.stored += 1

@@ -1,0 +1,219 @@
+"""Real mail servers for the tests: Debian's Dovecot on a free loopback port under a temporary directory, and an
+aiosmtpd SMTP server in-process. Each is stopped by the test that started it."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub.testing import free_port
+
+USER = "crm@example.test"
+PASSWORD = "secret123"
+
+_CONFIG = """\
+protocols = imap
+listen = 127.0.0.1
+base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+info_log_path = {d}/dovecot.log
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+mail_location = maildir:~/Maildir
+mail_max_userip_connections = 200
+namespace inbox {{
+  inbox = yes
+  separator = /
+  mailbox Sent {{
+    special_use = \\Sent
+    auto = subscribe
+  }}
+  mailbox Archive {{
+    auto = subscribe
+  }}
+}}
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {d}/users
+}}
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home={d}/mail/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+service imap-login {{
+  chroot =
+}}
+"""
+
+
+def _traversable(path: Path) -> None:
+    """Dovecot's auth and mail processes run as unprivileged users: let them through (not read) the temp dirs."""
+    for directory in [path, *path.parents]:
+        if directory == Path("/"):
+            break
+        mode = directory.stat().st_mode
+        if mode & 0o001 == 0:
+            directory.chmod(mode | 0o011)
+    (path / "users").chmod(0o644) if (path / "users").exists() else None
+
+
+def dovecot_binary() -> str:
+    found = shutil.which("dovecot") or ("/usr/sbin/dovecot" if Path("/usr/sbin/dovecot").exists() else None)
+    if found is None:
+        pytest.skip("Dovecot is not installed (apt-get install dovecot-imapd; .ci/run installs it)")
+    return found
+
+
+@dataclass
+class Dovecot:
+    """One Dovecot instance; ``start``/``stop`` may be called again (a restart keeps the mail)."""
+
+    root: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def config(self) -> Path:
+        return self.root / "dovecot.conf"
+
+    def start(self) -> None:
+        binary = dovecot_binary()
+        for sub in ("run", "state", "mail"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        users = self.root / "users"
+        if not users.exists():
+            users.write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
+        self.config.write_text(_CONFIG.format(d=self.root, port=self.port))
+        shutil.chown(self.root / "mail", "nobody", "nogroup")
+        _traversable(self.root)
+        self.process = subprocess.Popen(
+            [binary, "-F", "-c", str(self.config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                err = self.process.stderr.read().decode() if self.process.stderr else ""
+                raise RuntimeError(f"dovecot exited: {err} {self.log()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                    if sock.recv(100).startswith(b"* OK"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"dovecot did not come up on {self.port}: {self.log()}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self.process = None
+        # Dovecot's own children (imap, auth) exit with the master; give them a moment to release the port.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                time.sleep(0.05)
+            except OSError:
+                return
+
+    def log(self) -> str:
+        path = self.root / "dovecot.log"
+        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+
+    def add_user(self, user: str, password: str) -> None:
+        with (self.root / "users").open("a") as fh:
+            fh.write(f"{user}:{{PLAIN}}{password}\n")
+
+    def client(self, user: str = USER, password: str = PASSWORD) -> Any:
+        from imapclient import IMAPClient
+
+        conn = IMAPClient("127.0.0.1", port=self.port, ssl=False, timeout=30)
+        conn.login(user, password)
+        return conn
+
+    def append(self, folder: str, *messages: bytes, user: str = USER, password: str = PASSWORD) -> None:
+        conn = self.client(user, password)
+        try:
+            if not conn.folder_exists(folder):
+                conn.create_folder(folder)
+            for message in messages:
+                conn.append(folder, message)
+        finally:
+            conn.logout()
+
+    def env(self, user: str = USER, password: str = PASSWORD) -> dict[str, Any]:
+        return {"host": "127.0.0.1", "port": self.port, "username": user, "password": password, "security": "none"}
+
+
+@contextmanager
+def running_dovecot(root: Path) -> Iterator[Dovecot]:
+    server = Dovecot(root)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass
+class SmtpCapture:
+    host: str
+    port: int
+    messages: list[tuple[str, list[str], bytes]] = field(default_factory=list)
+
+
+@contextmanager
+def running_smtp(username: str | None = None, password: str | None = None) -> Iterator[SmtpCapture]:
+    """aiosmtpd on a free loopback port; every accepted message lands in ``capture.messages``."""
+    from aiosmtpd.controller import Controller
+
+    capture = SmtpCapture("127.0.0.1", free_port())
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            capture.messages.append((envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content)))
+            return "250 OK"
+
+    kwargs: dict[str, Any] = {}
+    if username is not None:
+        from aiosmtpd.smtp import AuthResult
+
+        def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> Any:
+            ok = auth_data.login == username.encode() and auth_data.password == (password or "").encode()
+            return AuthResult(success=ok)
+
+        kwargs = {"authenticator": authenticator, "auth_require_tls": False}
+    controller = Controller(Handler(), hostname="127.0.0.1", port=capture.port, **kwargs)
+    controller.start()
+    try:
+        yield capture
+    finally:
+        controller.stop()

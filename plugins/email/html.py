@@ -59,8 +59,5 @@ def html_to_text(html: str) -> str:
 
 def _tidy(text: str) -> str:
     lines = [_SPACES.sub(" ", line).strip() for line in text.splitlines()]
-    out: list[str] = []
-    for line in lines:
-        if line or (out and out[-1]):
-            out.append(line)
-    return "\n".join(out).strip()
+    # Blocks end lines; nested blocks (a list after a paragraph) would leave blank lines between them.
+    return "\n".join(line for line in lines if line)

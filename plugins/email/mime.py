@@ -249,7 +249,10 @@ def _walk(msg: Message, body: _Body) -> None:
 
 
 def _clean(text: str) -> str:
-    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    # Trailing blanks go, except in "-- ", the signature separator (RFC 3676 §4.3).
+    lines = [
+        line if line == "-- " else line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    ]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 

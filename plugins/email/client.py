@@ -135,7 +135,7 @@ class ImapMailbox:
         """Run an IMAP command; a dropped link or a server error becomes :class:`Unreachable` (and is closed)."""
         try:
             return fn(*args, **kwargs)
-        except (TimeoutError, OSError, imap_errors.AbortError) as exc:
+        except (TimeoutError, OSError, imap_errors.IMAPClientAbortError) as exc:
             self.close()
             raise Unreachable(
                 f"IMAP connection to {self.host} lost during {what}: {exc or type(exc).__name__}"
@@ -161,7 +161,7 @@ class ImapMailbox:
         try:
             info = self._call(f"EXAMINE {folder}", self.conn.select_folder, folder, readonly=True)
         except imap_errors.IMAPClientError as exc:
-            if isinstance(exc, imap_errors.AbortError):
+            if isinstance(exc, imap_errors.IMAPClientAbortError):
                 raise
             raise FolderGone(
                 f"folder {folder!r} of {self.where} cannot be opened (deleted or renamed?): {exc}"

@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -61,6 +62,12 @@ service imap-login {{
     port = 0
   }}
 }}
+service auth {{
+  user = root
+}}
+service auth-worker {{
+  user = root
+}}
 service anvil {{
   chroot =
 }}
@@ -68,17 +75,6 @@ service imap-login {{
   chroot =
 }}
 """
-
-
-def _traversable(path: Path) -> None:
-    """Dovecot's auth and mail processes run as unprivileged users: let them through (not read) the temp dirs."""
-    for directory in [path, *path.parents]:
-        if directory == Path("/"):
-            break
-        mode = directory.stat().st_mode
-        if mode & 0o001 == 0:
-            directory.chmod(mode | 0o011)
-    (path / "users").chmod(0o644) if (path / "users").exists() else None
 
 
 def dovecot_binary() -> str:
@@ -104,12 +100,11 @@ class Dovecot:
         binary = dovecot_binary()
         for sub in ("run", "state", "mail"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        shutil.chown(self.root / "mail", "nobody", "nogroup")
         users = self.root / "users"
         if not users.exists():
             users.write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
         self.config.write_text(_CONFIG.format(d=self.root, port=self.port))
-        shutil.chown(self.root / "mail", "nobody", "nogroup")
-        _traversable(self.root)
         self.process = subprocess.Popen(
             [binary, "-F", "-c", str(self.config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
@@ -174,13 +169,27 @@ class Dovecot:
 
 
 @contextmanager
-def running_dovecot(root: Path) -> Iterator[Dovecot]:
+def running_dovecot(tmp_path: Path) -> Iterator[Dovecot]:
+    """A Dovecot whose every file lives in one fresh temporary directory, removed afterwards.
+
+    Dovecot reads mail as an unprivileged user (it refuses root), who must be able to pass through every parent
+    directory; pytest keeps its own temporary root private (0700) and resets it at each session start, so the
+    directory is made beside it in the system temp dir, and linked from ``tmp_path`` for a failing test's logs.
+    """
+    root = Path(tempfile.mkdtemp(prefix="hub-dovecot-"))
+    root.chmod(0o711)
+    link = tmp_path / "dovecot"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(root, target_is_directory=True)
     server = Dovecot(root)
-    server.start()
     try:
+        server.start()
         yield server
     finally:
         server.stop()
+        (link.parent / "dovecot.log").write_text(server.log())
+        link.unlink()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @dataclass

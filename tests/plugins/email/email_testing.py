@@ -16,7 +16,7 @@ CORPUS = Path(__file__).resolve().parent / "corpus"
 
 @pytest.fixture
 def dovecot(tmp_path: Path) -> Iterator[Dovecot]:
-    with running_dovecot(tmp_path / "dovecot") as server:
+    with running_dovecot(tmp_path) as server:
         yield server
 
 

@@ -3,6 +3,8 @@ aiosmtpd SMTP server in-process. Each is stopped by the test that started it."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import signal
 import socket
@@ -106,7 +108,10 @@ class Dovecot:
             users.write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
         self.config.write_text(_CONFIG.format(d=self.root, port=self.port))
         self.process = subprocess.Popen(
-            [binary, "-F", "-c", str(self.config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            [binary, "-F", "-c", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # its own process group: stopping it ends its imap and auth children too
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -122,22 +127,27 @@ class Dovecot:
         raise RuntimeError(f"dovecot did not come up on {self.port}: {self.log()}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+        """Stop the server and every process it started (a restart cuts open connections, as a real one does)."""
+        if self.process is not None:
+            group = self.process.pid
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGTERM)
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=5)
-        self.process = None
-        # Dovecot's own children (imap, auth) exit with the master; give them a moment to release the port.
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                try:
+                    os.killpg(group, 0)
+                except ProcessLookupError:
+                    break
                 time.sleep(0.05)
-            except OSError:
-                return
+            else:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(group, signal.SIGKILL)
+        self.process = None
 
     def log(self) -> str:
         path = self.root / "dovecot.log"
@@ -163,6 +173,20 @@ class Dovecot:
                 conn.append(folder, message)
         finally:
             conn.logout()
+
+    def append_offline(self, folder: str, *messages: bytes, user: str = USER) -> None:
+        """Deliver straight into the Maildir, as an MTA does (works while the server is stopped, and fast)."""
+        base = self.root / "mail" / user / "Maildir"
+        target = base if folder == "INBOX" else base / f".{folder}"
+        for sub in ("tmp", "new", "cur"):
+            (target / sub).mkdir(parents=True, exist_ok=True)
+        stamp = f"{time.time():.0f}"
+        for i, data in enumerate(messages):
+            name = f"{stamp}.M{i}P{os.getpid()}.hub-test"
+            (target / "tmp" / name).write_bytes(data)
+            os.rename(target / "tmp" / name, target / "new" / name)
+        for path in [base, *base.rglob("*")]:
+            shutil.chown(path, "nobody", "nogroup")
 
     def env(self, user: str = USER, password: str = PASSWORD) -> dict[str, Any]:
         return {"host": "127.0.0.1", "port": self.port, "username": user, "password": password, "security": "none"}

@@ -37,6 +37,30 @@ def test_a_wrong_password_is_a_clear_error_without_the_password(wired: Any) -> N
     assert "wrong-password-42" not in str(refused.value)
 
 
+def test_a_mailbox_that_cannot_log_in_is_down_in_readyz(wired: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from hub.web.app import create_app
+
+    wired.env(IMAP__PASSWORD="wrong-password-42")
+    hub = wired.hub()
+    stop = threading.Event()
+    thread = threading.Thread(target=MailboxListener(accounts(hub).get()).run, args=(stop,), daemon=True)
+    with structlog.testing.capture_logs() as logs:
+        thread.start()
+        try:
+            wait_for(lambda: _mailbox_health(hub)["status"] == "down")
+            with TestClient(create_app(hub)) as web:
+                ready = web.get("/readyz")
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+    assert ready.status_code == 503 and ready.json()["down"] == ["email"]
+    assert "refused" in ready.json()["plugins"]["email"]["mailboxes"]["crm@example.test"]["detail"]
+    assert "wrong-password-42" not in ready.text and "wrong-password-42" not in str(logs)
+    assert any(e["event"] == "email.mailbox_down" for e in logs)
+
+
 def test_hub_email_sync_reports_a_mailbox_that_is_down(wired: Any) -> None:
     wired.dovecot.append("INBOX", message())
     for name, value in wired.backend.env().items():

@@ -37,7 +37,7 @@ def test_post_api_emails_sends_records_once_and_the_sent_copy_is_not_imported_ag
     assert answer.status_code == 201, answer.text
     sent = answer.json()
     assert sent["message_id"].endswith("@example.test") and sent["saved_to"] == "Sent"
-    [(mail_from, rcpt, data)] = smtp.messages
+    [(_mail_from, rcpt, data)] = smtp.messages
     assert rcpt == ["client@romashka.ru"]
     parsed = email.message_from_bytes(data, policy=email.policy.default)
     assert parsed["Message-ID"] == f"<{sent['message_id']}>"

@@ -1,8 +1,9 @@
 """One raw message (RFC 5322 bytes) to what the hub keeps of it: decoded headers, a plain-text body, attachments.
 
-The stdlib ``email`` package (``policy.default``) parses the structure; every piece of text then goes through the
-charset chain of :mod:`plugins.email.charsets`, so that an unknown charset label, 8-bit headers or broken MIME
-never crash and never turn text into ``?``. No hub imports.
+The stdlib ``email`` package parses the structure, with ``policy.compat32`` so that headers stay as sent: every
+header is decoded here (the header registry of ``policy.default`` would cost most of the parse and replaces what it
+cannot read). Every piece of text goes through the charset chain of :mod:`plugins.email.charsets`, so that an
+unknown charset label, 8-bit headers or broken MIME never crash and never turn text into ``?``. No hub imports.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.message import EmailMessage, Message
+from email.message import Message
 from typing import Any
 
 from plugins.email.charsets import decode_bytes
@@ -184,7 +185,8 @@ def _filename(part: Message) -> str | None:
     except (ValueError, LookupError, TypeError, AttributeError):
         name = None
     if name and not any(0xDC80 <= ord(ch) <= 0xDCFF or ch == "\ufffd" for ch in name):
-        return str(name)
+        # Outlook puts RFC 2047 words inside the quoted parameter, which RFC 2231 parsing leaves as they are.
+        return decode_words(str(name))[0] if "=?" in name else str(name)
     # 8-bit names or unknown charsets: read the raw parameter through the chain.
     for header in ("content-disposition", "content-type"):
         for value in _raw_header(part, header):
@@ -258,7 +260,7 @@ def _clean(text: str) -> str:
 
 def parse_message(data: bytes, *, max_body_chars: int = 100_000) -> ParsedEmail:
     """Parse raw message bytes; never raises on bad input (defects are listed in ``problems``)."""
-    msg: EmailMessage = email.message_from_bytes(data, policy=email.policy.default)
+    msg = email.message_from_bytes(data, policy=email.policy.compat32)
     problems = [type(d).__name__ for d in getattr(msg, "defects", [])]
     subject, subject_ok = _header(msg, "subject")
     body = _Body()

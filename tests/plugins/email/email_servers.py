@@ -180,13 +180,14 @@ class Dovecot:
         target = base if folder == "INBOX" else base / f".{folder}"
         for sub in ("tmp", "new", "cur"):
             (target / sub).mkdir(parents=True, exist_ok=True)
-        stamp = f"{time.time():.0f}"
+        stamp = f"{time.time_ns()}"
+        for path in [base.parent, base, target, *(target / sub for sub in ("tmp", "new", "cur"))]:
+            shutil.chown(path, "nobody", "nogroup")
         for i, data in enumerate(messages):
             name = f"{stamp}.M{i}P{os.getpid()}.hub-test"
             (target / "tmp" / name).write_bytes(data)
+            shutil.chown(target / "tmp" / name, "nobody", "nogroup")
             os.rename(target / "tmp" / name, target / "new" / name)
-        for path in [base, *base.rglob("*")]:
-            shutil.chown(path, "nobody", "nogroup")
 
     def env(self, user: str = USER, password: str = PASSWORD) -> dict[str, Any]:
         return {"host": "127.0.0.1", "port": self.port, "username": user, "password": password, "security": "none"}

@@ -102,7 +102,8 @@ def make_message(i: int) -> bytes:
         payload = (
             "--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
             + base64.encodebytes(body.encode()).decode()
-            + "\r\n--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename*=utf-8''%D0%A1%D1%87%D0%B5%D1%82.pdf\r\n"
+            + "\r\n--b\r\nContent-Type: application/pdf\r\n"
+            + "Content-Disposition: attachment; filename*=utf-8''%D0%A1%D1%87%D0%B5%D1%82.pdf\r\n"
             + "Content-Transfer-Encoding: base64\r\n\r\n"
             + attachment
             + "\r\n--b--\r\n"

@@ -90,7 +90,8 @@ def observations(
                 occurred_at=occurred,
                 subject=parsed.subject[:1000] or None,
                 body=parsed.body or None,
-                fields=dict(fields),
+                # The client's address of this entry: CRM sinks put it in the activity's communications.
+                fields={**fields, "email": client.email},
             )
         )
     return found

@@ -264,7 +264,9 @@ class MailboxSync:
         if not batch:
             return
         for obs, result in zip(batch, self.hub.ingest_many(batch), strict=True):
-            if isinstance(result, BadInput):
+            if isinstance(result, BadInput) and not self.account.create_clients:
+                report.skipped["unknown correspondent"] = report.skipped.get("unknown correspondent", 0) + 1
+            elif isinstance(result, BadInput):
                 report.rejected += 1
                 log.warning(
                     "email.entry_rejected", mailbox=self.account.key, entry=str(obs.source), problem=str(result)

@@ -180,3 +180,23 @@ def test_the_cursor_is_per_mailbox_folder_and_uidvalidity(wired: Any) -> None:
     sync_once(hub)
     cursor = hub.state.get("email:crm@example.test", "cursor:INBOX")
     assert cursor["last_uid"] == 2 and cursor["uidvalidity"] > 0
+
+
+def test_unknown_correspondents_stay_out_when_clients_are_not_created(wired: Any) -> None:
+    wired.env(CREATE_UNKNOWN_CLIENTS="false")
+    wired.dovecot.append("INBOX", message(), message(sender="olga@romashka.ru", message_id="<o1@romashka.ru>"))
+    hub = wired.hub()
+    hub.ingest(
+        hub.parse_observation(
+            {
+                "kind": "client",
+                "source": {"system": "crm", "entity": "contact", "id": "1"},
+                "emails": ["OLGA@romashka.ru"],
+            }
+        )
+    )
+    report = sync_once(hub)
+    assert report.stored == 1 and report.folders["INBOX"].skipped == {"unknown correspondent": 1}
+    assert hub.find_clients(email="ivan@client.ru") == []
+    [entry] = emails_of(hub, "olga@romashka.ru")
+    assert entry.fields["email"] == "olga@romashka.ru"

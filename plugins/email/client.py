@@ -76,11 +76,13 @@ class ImapMailbox:
         *,
         security: str = "tls",
         timeout: float = 60.0,
+        ca_file: str | None = None,
     ) -> None:
         self.host, self.port, self.username = host, port, username
         self._password = password
         self.security = security
         self.timeout = timeout
+        self.ca_file = ca_file
         self._conn: IMAPClient | None = None
         self.capabilities: frozenset[str] = frozenset()
 
@@ -95,11 +97,16 @@ class ImapMailbox:
                 self.host,
                 port=self.port,
                 ssl=self.security == "tls",
-                ssl_context=ssl.create_default_context() if self.security == "tls" else None,
+                ssl_context=tls_context(self.ca_file) if self.security == "tls" else None,
                 timeout=self.timeout,
             )
             if self.security == "starttls":
-                conn.starttls(ssl.create_default_context())
+                conn.starttls(tls_context(self.ca_file))
+        except ssl.SSLError as exc:
+            raise Unreachable(
+                f"TLS with IMAP server {self.host}:{self.port} failed ({exc.reason or exc}); check "
+                "HUB_EMAIL__IMAP__SECURITY and, for a private certificate, HUB_EMAIL__IMAP__CA_FILE"
+            ) from None
         except (OSError, imaplib_errors()) as exc:
             raise Unreachable(f"cannot reach IMAP server {self.host}:{self.port}: {exc}") from None
         try:
@@ -234,6 +241,14 @@ class ImapMailbox:
 
     def append(self, folder: str, message: bytes) -> None:
         self._call("APPEND", self.conn.append, folder, message, flags=[imapclient.SEEN])
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """Certificates and host names are always checked; ``ca_file`` adds a private CA to the system's."""
+    context = ssl.create_default_context()
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    return context
 
 
 def _is_change(response: Any) -> bool:

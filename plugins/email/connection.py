@@ -68,6 +68,7 @@ class Account:
             imap.password.get_secret_value(),
             security=imap.security,
             timeout=imap.timeout,
+            ca_file=imap.ca_file,
         )
 
     # --- cursors (per mailbox, folder, UIDVALIDITY) -------------------------------------------------------

@@ -5,7 +5,6 @@ copy in the Sent folder. The Sent copy has the same Message-ID, so reading Sent 
 from __future__ import annotations
 
 import smtplib
-import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -16,7 +15,7 @@ import structlog
 
 from hub.core.errors import BadInput, ConfigError, ExternalAPIError
 from hub.core.identity import normalize_email
-from plugins.email.client import MailboxError
+from plugins.email.client import MailboxError, tls_context
 from plugins.email.connection import Account
 from plugins.email.mapping import observations
 from plugins.email.matching import decide
@@ -135,13 +134,13 @@ class Sender:
             server: smtplib.SMTP
             if smtp.security == "tls":
                 server = smtplib.SMTP_SSL(
-                    smtp.host, smtp.effective_port, timeout=smtp.timeout, context=ssl.create_default_context()
+                    smtp.host, smtp.effective_port, timeout=smtp.timeout, context=tls_context(smtp.ca_file)
                 )
             else:
                 server = smtplib.SMTP(smtp.host, smtp.effective_port, timeout=smtp.timeout)
             with server:
                 if smtp.security == "starttls":
-                    server.starttls(context=ssl.create_default_context())
+                    server.starttls(context=tls_context(smtp.ca_file))
                 if smtp.username and smtp.password is not None:
                     server.login(smtp.username, smtp.password.get_secret_value())
                 server.sendmail(sender, rcpt, data)

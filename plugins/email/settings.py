@@ -36,6 +36,9 @@ class _Server(BaseModel):
     security: Security = "tls"
     allow_plaintext: bool = Field(False, description="Confirm security=none to a server beyond loopback.")
     timeout: float = Field(60.0, gt=0, description="Seconds a connection waits for the server before giving up.")
+    ca_file: str | None = Field(
+        None, description="A PEM file of certificates to trust besides the system's (a server with a private CA)."
+    )
 
     _protocol = "imap"
 

@@ -31,7 +31,7 @@ base_dir = {d}/run
 state_dir = {d}/state
 log_path = {d}/dovecot.log
 info_log_path = {d}/dovecot.log
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 mail_location = maildir:~/Maildir
@@ -61,7 +61,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
   }}
 }}
 service auth {{
@@ -93,6 +94,26 @@ class Dovecot:
     root: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    tls: bool = False
+    tls_port: int = 0
+
+    @property
+    def ca_file(self) -> Path:
+        """The server's self-signed certificate, which a client configured with ``ca_file`` trusts."""
+        return self.root / "cert.pem"
+
+    def _ssl(self) -> str:
+        if not self.tls:
+            return "ssl = no"
+        if not self.ca_file.exists():
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                 "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                 "-keyout", str(self.root / "key.pem"), "-out", str(self.ca_file)],
+                check=True, capture_output=True,
+            )  # fmt: skip
+        self.tls_port = self.tls_port or free_port()
+        return f"ssl = yes\nssl_cert = <{self.ca_file}\nssl_key = <{self.root / 'key.pem'}"
 
     @property
     def config(self) -> Path:
@@ -106,7 +127,7 @@ class Dovecot:
         users = self.root / "users"
         if not users.exists():
             users.write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
-        self.config.write_text(_CONFIG.format(d=self.root, port=self.port))
+        self.config.write_text(_CONFIG.format(d=self.root, port=self.port, ssl=self._ssl(), tls_port=self.tls_port))
         self.process = subprocess.Popen(
             [binary, "-F", "-c", str(self.config)],
             stdout=subprocess.DEVNULL,
@@ -194,7 +215,7 @@ class Dovecot:
 
 
 @contextmanager
-def running_dovecot(tmp_path: Path) -> Iterator[Dovecot]:
+def running_dovecot(tmp_path: Path, *, tls: bool = False) -> Iterator[Dovecot]:
     """A Dovecot whose every file lives in one fresh temporary directory, removed afterwards.
 
     Dovecot reads mail as an unprivileged user (it refuses root), who must be able to pass through every parent
@@ -206,7 +227,7 @@ def running_dovecot(tmp_path: Path) -> Iterator[Dovecot]:
     link = tmp_path / "dovecot"
     link.parent.mkdir(parents=True, exist_ok=True)
     link.symlink_to(root, target_is_directory=True)
-    server = Dovecot(root)
+    server = Dovecot(root, tls=tls)
     try:
         server.start()
         yield server

@@ -220,3 +220,23 @@ def test_cpython_email_corpus_goes_through_the_sync_and_the_hub_keeps_serving(wi
     with TestClient(create_app(hub)) as web:
         assert web.get("/readyz").status_code == 200
         assert web.get("/api/clients", params={"email": "ivan@client.ru"}).json()["items"]
+
+
+@pytest.mark.parametrize("security", ["tls", "starttls"])
+def test_tls_and_starttls_check_the_certificate(embedded: Any, tmp_path: Path, monkeypatch: Any, security: str) -> None:
+    from email_servers import PASSWORD, USER, running_dovecot
+
+    import plugins.email.plugin
+
+    with running_dovecot(tmp_path, tls=True) as server:
+        server.append("INBOX", message())
+        port = server.tls_port if security == "tls" else server.port
+        for name, value in {"HOST": "127.0.0.1", "PORT": str(port), "USERNAME": USER, "PASSWORD": PASSWORD}.items():
+            monkeypatch.setenv(f"HUB_EMAIL__IMAP__{name}", value)
+        monkeypatch.setenv("HUB_EMAIL__IMAP__SECURITY", security)
+        hub = embedded.hub([("email", plugins.email.plugin)])
+        with pytest.raises(Unreachable, match="CA_FILE"):
+            sync_once(hub)  # a self-signed certificate is not trusted by default
+        monkeypatch.setenv("HUB_EMAIL__IMAP__CA_FILE", str(server.ca_file))
+        hub = embedded.hub([("email", plugins.email.plugin)])
+        assert sync_once(hub).stored == 1

@@ -9,6 +9,7 @@ import time
 
 import structlog
 
+from hub.progress import ProgressReporter
 from plugins.email.client import ImapMailbox, LoginRefused, MailboxError
 from plugins.email.connection import Account
 from plugins.email.sync import MailboxSync
@@ -49,9 +50,7 @@ class MailboxListener:
 
     def _follow(self, conn: ImapMailbox, stop: threading.Event) -> None:
         imap = self.account.settings.imap
-        sync = MailboxSync(self.account)
-        sync.run(conn)  # catch up on whatever arrived while we were away
-        self.passes += 1
+        self._pass(conn)  # catch up on whatever arrived while we were away
         watch = (imap.folders or conn.default_folders())[0]
         use_idle = imap.idle and conn.can_idle
         last_pass = time.monotonic()
@@ -67,6 +66,11 @@ class MailboxListener:
                 return
             conn.noop()  # the watchdog: a silent dead link fails here within the socket timeout
             if changed or time.monotonic() - last_pass >= imap.poll_interval:
-                sync.run(conn)
-                self.passes += 1
+                self._pass(conn)
                 last_pass = time.monotonic()
+
+    def _pass(self, conn: ImapMailbox) -> None:
+        # Off a terminal: a progress log line every few seconds while a long (first) pass runs, one when it ends.
+        with ProgressReporter(bar=False) as progress:
+            MailboxSync(self.account, progress).run(conn)
+        self.passes += 1

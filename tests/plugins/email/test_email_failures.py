@@ -240,3 +240,20 @@ def test_tls_and_starttls_check_the_certificate(embedded: Any, tmp_path: Path, m
         monkeypatch.setenv("HUB_EMAIL__IMAP__CA_FILE", str(server.ca_file))
         hub = embedded.hub([("email", plugins.email.plugin)])
         assert sync_once(hub).stored == 1
+
+
+def test_without_idle_the_mailbox_is_polled(wired: Any) -> None:
+    wired.env(IMAP__IDLE="false", IMAP__POLL_INTERVAL="0.5")
+    hub = wired.hub()
+    listener = MailboxListener(accounts(hub).get())
+    stop = threading.Event()
+    thread = threading.Thread(target=listener.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: listener.passes >= 1)
+        wired.dovecot.append("INBOX", message(message_id="<polled@client.ru>"))
+        wait_for(lambda: emails_of(hub, "ivan@client.ru"), timeout=10)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive()

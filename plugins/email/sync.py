@@ -163,10 +163,13 @@ class MailboxSync:
             return parse_message(data, max_body_chars=self.section.max_body_chars)
         except Exception as exc:  # no parser reads it: keep the raw bytes, flagged, rather than lose it
             log.error("email.unparseable", mailbox=self.account.key, uid=uid, error=f"{type(exc).__name__}: {exc}")
-            headers = parse_message(data.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
-            headers.decoded = False
-            headers.raw = data
-            return headers
+            try:
+                parsed = parse_message(data.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
+            except Exception:  # not even the header block: an entry with nothing but the bytes
+                parsed = ParsedEmail(None, "", [], [], [], None, None, [], "", header_hash=f"uid{uid}")
+            parsed.decoded = False
+            parsed.raw = data
+            return parsed
 
     def _parse_capped(self, fetched: Fetched) -> ParsedEmail:
         parsed = self._parse(fetched.data, fetched.uid)

@@ -118,3 +118,10 @@ def test_hub_email_send_from_the_command_line(sending: Any, smtp: Any) -> None:
     assert len(smtp.messages) == 1
     [entry] = emails_of(hub, "olga@romashka.ru")
     assert entry.fields["subject"] == "Счёт"
+
+
+def test_without_an_smtp_server_sending_is_a_409_that_names_the_setting(wired: Any) -> None:
+    hub = wired.hub()
+    with TestClient(create_app(hub)) as web:
+        answer = web.post("/api/emails", json={"to": "a@client.ru", "subject": "x", "body": "y"})
+    assert answer.status_code == 409 and "HUB_EMAIL__SMTP__HOST" in answer.json()["detail"]

@@ -157,6 +157,10 @@ class EmailSection(Rules):
         twice = sorted({k for k in keys if keys.count(k) > 1})
         if twice:
             raise ValueError(f"mailbox {', '.join(twice)} is configured twice; give each mailbox once")
+        logins = [f"{m.imap.username.lower()}@{m.imap.host.lower()}" for m in found]
+        same = sorted({k for k in logins if logins.count(k) > 1})
+        if same:
+            raise ValueError(f"the IMAP login {', '.join(same)} is configured under two names; connect a mailbox once")
         return found
 
     @model_validator(mode="after")

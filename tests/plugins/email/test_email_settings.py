@@ -75,6 +75,8 @@ def test_the_same_mailbox_twice_is_refused() -> None:
     box = {"imap": {"host": "h.ru", "username": "a@firma.ru", "password": "x"}}
     with pytest.raises(ValueError, match="configured twice"):
         EmailSection.model_validate({"mailboxes": [box, box]})
+    with pytest.raises(ValueError, match="connect a mailbox once"):
+        EmailSection.model_validate({"mailboxes": [{**box, "name": "one"}, {**box, "name": "two"}]})
 
 
 def test_an_unconfigured_plugin_does_not_stop_the_hub(embedded: Any) -> None:

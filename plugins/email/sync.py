@@ -127,7 +127,7 @@ class MailboxSync:
             report.messages += len(batch)
             if self.progress is not None:
                 self.progress.advance(task, len(batch), total=len(uids))
-        if not uids and cursor is None:
+        if not uids and (cursor is None or report.resynced):
             self.account.save_cursor(folder, Cursor(status.uidvalidity, 0))
 
     # --- reading ----------------------------------------------------------------------------------------------

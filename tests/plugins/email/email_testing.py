@@ -61,6 +61,12 @@ def wired(embedded: Any, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> W
     return Wired(embedded, dovecot, monkeypatch)
 
 
+@pytest.fixture
+def wired_any(backend: Any, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> Wired:
+    """The same on the embedded default and on PostgreSQL + RabbitMQ."""
+    return Wired(backend, dovecot, monkeypatch)
+
+
 def sync_once(hub: Any, key: str | None = None) -> Any:
     """One ``hub email sync`` pass, as the CLI runs it."""
     from plugins.email.connection import accounts

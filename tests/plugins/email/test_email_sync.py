@@ -15,7 +15,8 @@ def _load_corpus(wired: Any) -> None:
     wired.dovecot.append("INBOX", *[(CORPUS / name).read_bytes() for name in sorted(EXPECTED)])
 
 
-def test_an_email_from_a_client_lands_once_in_their_timeline(wired: Any) -> None:
+def test_an_email_from_a_client_lands_once_in_their_timeline(wired_any: Any) -> None:
+    wired = wired_any
     wired.dovecot.append("INBOX", message())
     hub = wired.hub()
     report = sync_once(hub)
@@ -30,7 +31,8 @@ def test_an_email_from_a_client_lands_once_in_their_timeline(wired: Any) -> None
     assert len(emails_of(hub, "ivan@client.ru")) == 1
 
 
-def test_the_corpus_reaches_exactly_its_clients_and_robots_reach_nobody(wired: Any) -> None:
+def test_the_corpus_reaches_exactly_its_clients_and_robots_reach_nobody(wired_any: Any) -> None:
+    wired = wired_any
     _load_corpus(wired)
     hub = wired.hub()
     sync_once(hub)

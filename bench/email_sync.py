@@ -199,15 +199,19 @@ def main(argv: list[str] | None = None) -> None:
         with PeakRSS() as peak:
             conn = account.mailbox()
             conn.connect()
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             report = MailboxSync(account).run(conn)
-            elapsed = time.perf_counter() - started
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
             conn.close()
         rate = report.messages / elapsed
         folder = report.folders["INBOX"]
         print(
             f"hub email sync: {report.messages} messages in {elapsed:.1f} s = {rate:,.0f} messages/s "
             f"({rate / raw_rate:.2f} of the bare fetch); stored {folder.stored}, already stored {folder.already_stored}"
+        )
+        print(
+            f"CPU of the hub process: {cpu:.1f} s = {1000 * cpu / report.messages:.2f} ms a message "
+            f"({report.messages / cpu:,.0f} messages per CPU-second; wall/CPU {elapsed / cpu:.2f}: the machine's load)"
         )
         print(f"peak RSS during the sync: {peak.peak:.1f} MB (before it: {rss_before:.1f} MB)")
         clients = len(list(hub.iter_clients()))

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -47,19 +48,22 @@ def observations(
     parsed: ParsedEmail,
     decision: Decision,
     *,
-    thread: str,
+    thread_of: Callable[[str], str],
     mailbox: str,
     folder: str,
     internal_date: datetime | None,
     create_clients: bool,
 ) -> list[InteractionObservation]:
-    """One observation per client of the message (none for robots and internal mail)."""
+    """One observation per client of the message (none for robots and internal mail).
+
+    ``thread_of(client address)`` names the conversation: the same email can continue a different thread with
+    each of its clients (a subject-only reply is matched per correspondent).
+    """
     if decision.skipped:
         return []
     fields: dict[str, str | int | float | bool | None] = {
         "message_id": parsed.message_id,
         "message_key": parsed.key,
-        "thread": thread,
         "from": _addresses(parsed.sender),
         "to": _addresses(parsed.to),
         "cc": _addresses(parsed.cc) or None,
@@ -91,7 +95,7 @@ def observations(
                 subject=parsed.subject[:1000] or None,
                 body=parsed.body or None,
                 # The client's address of this entry: CRM sinks put it in the activity's communications.
-                fields={**fields, "email": client.email},
+                fields={**fields, "email": client.email, "thread": thread_of(client.email)},
             )
         )
     return found

@@ -163,7 +163,7 @@ class Sender:
         found = observations(
             parsed,
             decide(parsed, self.account.company),
-            thread=parsed.references[0] if parsed.references else parsed.key,
+            thread_of=lambda _client: parsed.references[0] if parsed.references else parsed.key,
             mailbox=self.account.key,
             folder=SENT_BY_HUB,
             internal_date=None,

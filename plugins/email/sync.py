@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import structlog
@@ -246,18 +247,15 @@ class MailboxSync:
             if decision.skipped:
                 report.skipped[decision.skipped] = report.skipped.get(decision.skipped, 0) + 1
                 continue
-            threads = {c.email: self.thread_of(message, c.email) for c in decision.clients}
             for obs in observations(
                 message,
                 decision,
-                thread=threads[decision.clients[0].email],
+                thread_of=partial(self.thread_of, message),
                 mailbox=self.account.key,
                 folder=folder,
                 internal_date=internal_date,
                 create_clients=self.account.create_clients,
             ):
-                client_email = obs.client.emails[0]
-                obs.fields["thread"] = threads.get(client_email, obs.fields["thread"])
                 ref = str(obs.source)
                 if ref in seen or self.hub.find_item(obs.source) is not None:
                     report.already_stored += 1

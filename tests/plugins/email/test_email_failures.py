@@ -50,12 +50,12 @@ def test_a_mailbox_that_cannot_log_in_is_down_in_readyz(wired: Any) -> None:
         thread.start()
         try:
             wait_for(lambda: _mailbox_health(hub)["status"] == "down")
-            with TestClient(create_app(hub)) as web:
+            with TestClient(create_app(hub), base_url="http://127.0.0.1") as web:
                 ready = web.get("/readyz")
         finally:
             stop.set()
             thread.join(timeout=10)
-    assert ready.status_code == 503 and ready.json()["down"] == ["email"]
+    assert ready.status_code == 503 and ready.json()["down"] == ["email/mailboxes/crm@example.test"]
     assert "refused" in ready.json()["plugins"]["email"]["mailboxes"]["crm@example.test"]["detail"]
     assert "wrong-password-42" not in ready.text and "wrong-password-42" not in str(logs)
     assert any(e["event"] == "email.mailbox_down" for e in logs)
@@ -217,7 +217,7 @@ def test_cpython_email_corpus_goes_through_the_sync_and_the_hub_keeps_serving(wi
 
     from hub.web.app import create_app
 
-    with TestClient(create_app(hub)) as web:
+    with TestClient(create_app(hub), base_url="http://127.0.0.1") as web:
         assert web.get("/readyz").status_code == 200
         assert web.get("/api/clients", params={"email": "ivan@client.ru"}).json()["items"]
 

@@ -25,7 +25,7 @@ def sending(wired: Any, smtp: Any) -> Any:
 
 def test_post_api_emails_sends_records_once_and_the_sent_copy_is_not_imported_again(sending: Any, smtp: Any) -> None:
     hub = sending.hub()
-    with TestClient(create_app(hub)) as web:
+    with TestClient(create_app(hub), base_url="http://127.0.0.1") as web:
         answer = web.post(
             "/api/emails",
             json={
@@ -58,7 +58,7 @@ def test_a_reply_carries_in_reply_to_and_references_and_joins_the_thread(sending
     hub = sending.hub()
     sync_once(hub)
     [question] = emails_of(hub, "ivan@client.ru")
-    with TestClient(create_app(hub)) as web:
+    with TestClient(create_app(hub), base_url="http://127.0.0.1") as web:
         answer = web.post(
             "/api/emails",
             json={"to": "ivan@client.ru", "subject": "Re: Вопрос по счёту", "body": "Ответ", "reply_to": question.id},
@@ -83,7 +83,7 @@ def test_a_reply_carries_in_reply_to_and_references_and_joins_the_thread(sending
 )
 def test_bad_requests_get_a_clear_4xx_and_send_nothing(sending: Any, smtp: Any, body: Any, status: int) -> None:
     hub = sending.hub()
-    with TestClient(create_app(hub)) as web:
+    with TestClient(create_app(hub), base_url="http://127.0.0.1") as web:
         answer = web.post("/api/emails", json=body)
         assert web.post("/api/emails", content=b"{", headers={"content-type": "application/json"}).status_code == 400
     assert answer.status_code == status, answer.text
@@ -96,7 +96,7 @@ def test_an_smtp_server_that_is_down_is_a_502_and_nothing_is_recorded(sending: A
 
     sending.env(SMTP__PORT=str(free_port()))
     hub = sending.hub()
-    with TestClient(create_app(hub)) as web:
+    with TestClient(create_app(hub), base_url="http://127.0.0.1") as web:
         answer = web.post("/api/emails", json={"to": "a@client.ru", "subject": "x", "body": "y"})
     assert answer.status_code == 502 and "SMTP" in answer.json()["detail"]
     assert hub.find_clients(email="a@client.ru") == []
@@ -122,6 +122,6 @@ def test_hub_email_send_from_the_command_line(sending: Any, smtp: Any) -> None:
 
 def test_without_an_smtp_server_sending_is_a_409_that_names_the_setting(wired: Any) -> None:
     hub = wired.hub()
-    with TestClient(create_app(hub)) as web:
+    with TestClient(create_app(hub), base_url="http://127.0.0.1") as web:
         answer = web.post("/api/emails", json={"to": "a@client.ru", "subject": "x", "body": "y"})
     assert answer.status_code == 409 and "HUB_EMAIL__SMTP__HOST" in answer.json()["detail"]

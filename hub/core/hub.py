@@ -25,7 +25,7 @@ from hub.core.logging import register_secrets
 from hub.core.merge import merge_clients, unmerge
 from hub.core.metrics import METRICS
 from hub.core.plugins import PluginHost
-from hub.core.ratelimit import RateLimiter
+from hub.core.ratelimit import Limiter, SharedRateLimiter
 from hub.core.relay import Relay
 from hub.core.retry import RetryPolicy
 from hub.core.settings import Settings, check_plugin_settings, load_plugin_settings, secret_values
@@ -55,7 +55,7 @@ class Hub:
         self.state = StateStore(self.store)
         self.dlq = DeadLetters(self.store)
         self._plugin_settings: dict[str, BaseModel] = {}
-        self._limiters: dict[str, RateLimiter] = {}
+        self._limiters: dict[str, Limiter] = {}
         self._runtimes: dict[str, Any] = {}
         self._runtime_lock = threading.Lock()
         self.sinks: dict[str, Sink] = {}
@@ -120,8 +120,9 @@ class Hub:
         if callable(close):
             close()
 
-    def limiter(self, name: str, spec: str) -> RateLimiter:
-        """The one rate limiter for an external account (``"bitrix24:acme.bitrix24.ru"``), shared process-wide."""
+    def limiter(self, name: str, spec: str) -> Limiter:
+        """The one rate limiter for an external account (``"bitrix24:acme.bitrix24.ru"``): its budget lives in the
+        database, so every process of this hub (``hub run``, a CLI backfill, workers) shares it."""
         limiter = self._limiters.get(name)
         if limiter is None:
             calls, waits = METRICS.api_calls.labels(name), METRICS.limit_wait.labels(name)
@@ -131,7 +132,7 @@ class Hub:
                 if waited:
                     waits.inc(waited)
 
-            limiter = self._limiters[name] = RateLimiter(spec, on_acquire=count)
+            limiter = self._limiters[name] = SharedRateLimiter(self.store, name, spec, on_acquire=count)
         return limiter
 
     def _register_route(self, route: WebhookRoute) -> None:

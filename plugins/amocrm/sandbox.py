@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import hashlib
 import hmac
 import json
@@ -86,6 +87,7 @@ class SandboxOptions:
     account_id: int = 31_000_001
     rate_limit: float = 7.0
     burst: int | None = None
+    window: bool = False  # count requests in any one second (what amoCRM documents) instead of a leaky bucket
     ban_after: int = 3
     long_lived_token: str | None = None
     client_id: str = "sandbox-client-id"
@@ -134,6 +136,23 @@ class _Bucket:
         return True
 
 
+class _Window:
+    """The server-side counter as amoCRM documents it: at most ``limit`` requests in any one second."""
+
+    def __init__(self, limit: int, clock: Callable[[], float]) -> None:
+        self.limit, self.clock = limit, clock
+        self.seen: collections.deque[float] = collections.deque()
+
+    def take(self) -> bool:
+        now = self.clock()
+        while self.seen and self.seen[0] <= now - 1.0:
+            self.seen.popleft()
+        if len(self.seen) >= self.limit:
+            return False
+        self.seen.append(now)
+        return True
+
+
 class Sandbox:
     """The sandbox's state; ``app.state.sandbox`` in the app from :func:`create_app`."""
 
@@ -156,8 +175,11 @@ class Sandbox:
             self.by_route: dict[str, int] = {}
             self.rate_limited = 0
             self.banned = False
-            self.bucket = _Bucket(
-                self.options.rate_limit, self.options.burst or max(1, int(self.options.rate_limit)), self.options.clock
+            limit = self.options.burst or max(1, int(self.options.rate_limit))
+            self.bucket: _Bucket | _Window = (
+                _Window(int(self.options.rate_limit), self.options.clock)
+                if self.options.window
+                else _Bucket(self.options.rate_limit, limit, self.options.clock)
             )
             self.codes: dict[str, float] = {}
             self.access_tokens: dict[str, float] = {}

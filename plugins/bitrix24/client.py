@@ -20,8 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from hub.core.errors import ExternalAPIError, FatalDelivery
-
-from .formencoding import encode
+from hub.core.formcodec import encode
 
 MAX_BATCH = 50
 PAGE_SIZE = 50

@@ -28,7 +28,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from .formencoding import decode, encode
+from hub.core.formcodec import decode, encode
+
 from .sandbox_crm import Answer, CrmStore, MethodError, _get
 
 QUERY_LIMIT_BODY = {"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"}

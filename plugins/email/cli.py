@@ -43,8 +43,8 @@ def sync(mailbox_key: str | None, as_json: bool) -> None:
         for account in chosen:
             conn = account.mailbox()
             try:
-                conn.connect()
-                reports.append(MailboxSync(account, progress).run(conn))
+                conn = account.connect()
+                reports.append(MailboxSync(account, progress).sync(conn))
             except MailboxError as exc:
                 account.mark_down(str(exc))
                 failed.append((account.key, str(exc)))

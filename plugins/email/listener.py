@@ -11,7 +11,7 @@ import structlog
 
 from hub.progress import ProgressReporter
 from plugins.email.client import ImapMailbox, LoginRefused, MailboxError
-from plugins.email.connection import Account
+from plugins.email.connection import MailboxAccount
 from plugins.email.sync import MailboxSync
 
 log = structlog.get_logger("plugins.email")
@@ -21,7 +21,7 @@ LOGIN_RETRY_S = 300.0  # a refused password does not fix itself in seconds; do n
 
 
 class MailboxListener:
-    def __init__(self, account: Account) -> None:
+    def __init__(self, account: MailboxAccount) -> None:
         self.account = account
         self.passes = 0  # finished sync passes (health, tests)
 
@@ -31,7 +31,7 @@ class MailboxListener:
             conn = self.account.mailbox()
             wait = backoff
             try:
-                conn.connect()
+                conn = self.account.connect()
                 backoff = 1.0
                 self._follow(conn, stop)
             except LoginRefused as exc:
@@ -72,5 +72,5 @@ class MailboxListener:
     def _pass(self, conn: ImapMailbox) -> None:
         # Off a terminal: a progress log line every few seconds while a long (first) pass runs, one when it ends.
         with ProgressReporter(bar=False) as progress:
-            MailboxSync(self.account, progress).run(conn)
+            MailboxSync(self.account, progress).sync(conn)
         self.passes += 1

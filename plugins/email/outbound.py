@@ -16,7 +16,7 @@ import structlog
 from hub.core.errors import BadInput, ConfigError, ExternalAPIError
 from hub.core.identity import normalize_email
 from plugins.email.client import MailboxError, tls_context
-from plugins.email.connection import Account
+from plugins.email.connection import MailboxAccount
 from plugins.email.mapping import observations
 from plugins.email.matching import decide
 from plugins.email.mime import parse_message
@@ -55,9 +55,9 @@ def _addresses(values: list[str], what: str) -> list[str]:
 
 
 class Sender:
-    def __init__(self, account: Account) -> None:
+    def __init__(self, account: MailboxAccount) -> None:
         self.account = account
-        self.hub = account.hub
+        self.hub = account.facade
 
     def _smtp(self) -> SmtpSettings:
         smtp = self.account.settings.smtp
@@ -182,7 +182,7 @@ class Sender:
             return None
         conn = self.account.mailbox()
         try:
-            conn.connect()
+            conn = self.account.connect()
             folder = conn.sent_folder()
             if folder is None:
                 log.info("email.no_sent_folder", mailbox=self.account.key)

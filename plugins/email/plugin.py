@@ -14,7 +14,6 @@ from plugins.email.listener import MailboxListener
 from plugins.email.settings import EmailSection
 
 __version__ = "1.0.0"
-_ORDER = {"ok": 0, "degraded": 1, "down": 2}
 
 
 @hookimpl
@@ -43,11 +42,7 @@ def hub_register_commands(register: Any) -> None:
 
 @hookimpl
 def hub_health(hub: Any) -> dict[str, Any] | None:
-    reports = {a.key: a.health() for a in accounts(hub)}
-    if not reports:
-        return None
-    worst = max((r["status"] for r in reports.values()), key=_ORDER.__getitem__)
-    return {"status": worst, "mailboxes": reports}
+    return accounts(hub).health()
 
 
 @hookimpl

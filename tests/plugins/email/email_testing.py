@@ -73,10 +73,9 @@ def sync_once(hub: Any, key: str | None = None) -> Any:
     from plugins.email.sync import MailboxSync
 
     account = accounts(hub).get(key)
-    conn = account.mailbox()
-    conn.connect()
+    conn = account.connect()
     try:
-        return MailboxSync(account).run(conn)
+        return MailboxSync(account).sync(conn)
     finally:
         conn.close()
 

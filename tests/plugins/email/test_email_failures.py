@@ -24,7 +24,7 @@ from tests.conftest import wait_for
 
 
 def _mailbox_health(hub: Any) -> dict[str, Any]:
-    report: dict[str, Any] = hub.health()["plugins"]["email"]["mailboxes"]["crm@example.test"]
+    report: dict[str, Any] = hub.health()["plugins"]["email"]["accounts"]["crm@example.test"]
     return report
 
 
@@ -55,10 +55,10 @@ def test_a_mailbox_that_cannot_log_in_is_down_in_readyz(wired: Any) -> None:
         finally:
             stop.set()
             thread.join(timeout=10)
-    assert ready.status_code == 503 and ready.json()["down"] == ["email/mailboxes/crm@example.test"]
-    assert "refused" in ready.json()["plugins"]["email"]["mailboxes"]["crm@example.test"]["detail"]
+    assert ready.status_code == 503 and ready.json()["down"] == ["email/accounts/crm@example.test"]
+    assert "refused" in ready.json()["plugins"]["email"]["accounts"]["crm@example.test"]["detail"]
     assert "wrong-password-42" not in ready.text and "wrong-password-42" not in str(logs)
-    assert any(e["event"] == "email.mailbox_down" for e in logs)
+    assert any(e["event"] == "account.down" for e in logs)
 
 
 def test_hub_email_sync_reports_a_mailbox_that_is_down(wired: Any) -> None:
@@ -103,7 +103,7 @@ def test_server_down_shows_in_health_and_comes_back_by_itself(wired: Any) -> Non
             stop.set()
             thread.join(timeout=10)
     events = [e["event"] for e in logs]
-    assert "email.mailbox_down" in events and "email.mailbox_up" in events
+    assert "account.down" in events and "account.up" in events
     assert len(emails_of(hub, "ivan@client.ru")) == 2
 
 
@@ -155,8 +155,7 @@ def test_thousands_on_the_first_sync_show_progress_and_resume_after_a_crash(wire
     wired.env(FETCH_BATCH="100")
     hub = wired.hub()
     account = accounts(hub).get()
-    conn = account.mailbox()
-    conn.connect()
+    conn = account.connect()
     # The link dies in the middle of the first sync (the server stops): what was stored stays, the cursor says where.
     stopper = threading.Thread(
         target=lambda: (
@@ -169,7 +168,7 @@ def test_thousands_on_the_first_sync_show_progress_and_resume_after_a_crash(wire
     from plugins.email.sync import MailboxSync
 
     with pytest.raises(Unreachable):
-        MailboxSync(account).run(conn)
+        MailboxSync(account).sync(conn)
     stopper.join(timeout=30)
     conn.close()
     done_before = account.cursor("INBOX").last_uid  # type: ignore[union-attr]
@@ -178,9 +177,8 @@ def test_thousands_on_the_first_sync_show_progress_and_resume_after_a_crash(wire
     from hub.progress import ProgressReporter
 
     with structlog.testing.capture_logs() as logs, ProgressReporter(log_every=0) as progress:
-        conn = account.mailbox()
-        conn.connect()
-        report = MailboxSync(account, progress).run(conn)
+        conn = account.connect()
+        report = MailboxSync(account, progress).sync(conn)
         conn.close()
     assert report.messages == total - done_before
     assert any(e["event"] == "progress" for e in logs)

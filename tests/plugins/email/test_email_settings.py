@@ -60,7 +60,7 @@ imap = { host = "imap.firma.ru", username = "support@firma.ru", password = "two-
     assert found.get("sales").settings.imap.effective_port == 143
     assert found.get("sales").settings.smtp.effective_port == 587  # type: ignore[union-attr]
     assert found.get("support").company.owns("anyone@firma.ru")
-    with pytest.raises(ConfigError, match="several mailboxes"):
+    with pytest.raises(ConfigError, match="several email accounts"):
         found.get()
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 from email_testing import CORPUS, emails_of, message, sync_once
 
+from plugins.email.connection import accounts
+
 EXPECTED: dict[str, dict[str, Any]] = json.loads((CORPUS / "expected.json").read_text(encoding="utf-8"))
 
 
@@ -151,14 +153,15 @@ def test_a_changed_uidvalidity_reads_the_folder_again_without_doubling(wired: An
     wired.dovecot.append("Projects", *mails)
     hub = wired.hub()
     assert sync_once(hub).stored == 3
-    before = hub.state.get("email:crm@example.test", "cursor:Projects")
+    account = accounts(hub).get()
+    before = account.cursor("Projects")
     conn = wired.dovecot.client()
     conn.delete_folder("Projects")
     conn.logout()
     wired.dovecot.append("Projects", *mails, message(message_id="<p9@client.ru>", subject="Новый"))
     report = sync_once(hub)
-    after = hub.state.get("email:crm@example.test", "cursor:Projects")
-    assert after["uidvalidity"] != before["uidvalidity"]
+    after = account.cursor("Projects")
+    assert after is not None and before is not None and after.uidvalidity > before.uidvalidity
     assert report.folders["Projects"].resynced
     assert report.stored == 1 and report.folders["Projects"].already_stored == 3
     assert len(emails_of(hub, "ivan@client.ru")) == 4
@@ -173,15 +176,16 @@ def test_a_deleted_folder_is_reported_and_the_others_go_on(wired: Any, capsys: A
     assert "Gone" in (report.folders["Gone"].error or "")
     health = hub.health()["plugins"]["email"]
     assert health["status"] == "degraded"
-    assert "Gone" in health["mailboxes"]["crm@example.test"]["detail"]
+    assert "Gone" in health["accounts"]["crm@example.test"]["detail"]
 
 
 def test_the_cursor_is_per_mailbox_folder_and_uidvalidity(wired: Any) -> None:
     wired.dovecot.append("INBOX", message(), message(message_id="<m2@client.ru>"))
     hub = wired.hub()
     sync_once(hub)
-    cursor = hub.state.get("email:crm@example.test", "cursor:INBOX")
-    assert cursor["last_uid"] == 2 and cursor["uidvalidity"] > 0
+    cursor = accounts(hub).get().cursor("INBOX")
+    assert cursor is not None and cursor.last_uid == 2 and cursor.uidvalidity > 0
+    assert hub.state.get("email:crm@example.test:cursors", "INBOX") == [cursor.uidvalidity, 2]
 
 
 def test_unknown_correspondents_stay_out_when_clients_are_not_created(wired: Any) -> None:

@@ -1,4 +1,5 @@
-"""Mailbox → timeline: read each folder past its cursor, decode, match, store once, then move the cursor.
+"""Mailbox → timeline on the core's Reconciler: read each folder past its cursor, decode, match, store once, then
+move the cursor.
 
 The cursor is (mailbox, folder, UIDVALIDITY, last UID) and moves only after a batch is stored, so a crash or a
 lost link re-reads at most one batch and a changed UIDVALIDITY re-reads the folder; the entry's SourceRef

@@ -197,10 +197,9 @@ def main(argv: list[str] | None = None) -> None:
         account = accounts(hub).get()
         rss_before = rss_mb()
         with PeakRSS() as peak:
-            conn = account.mailbox()
-            conn.connect()
+            conn = account.connect()
             started, cpu_started = time.perf_counter(), time.process_time()
-            report = MailboxSync(account).run(conn)
+            report = MailboxSync(account).sync(conn)
             elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
             conn.close()
         rate = report.messages / elapsed

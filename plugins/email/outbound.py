@@ -189,7 +189,7 @@ class Sender:
                 return None
             conn.append(folder, data)
             return folder
-        except MailboxError as exc:
+        except (MailboxError, ConfigError) as exc:
             # Sent already and recorded on the timeline: a missing copy in Sent is worth a warning, not an error.
             log.warning("email.sent_copy_failed", mailbox=self.account.key, error=str(exc))
             return None

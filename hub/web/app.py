@@ -18,6 +18,8 @@ from hub.core.errors import BadInput, ConfigError, ExternalAPIError, HubError, N
 from hub.core.events import observation_adapter
 from hub.core.hub import Hub
 from hub.core.metrics import METRICS
+from hub.core.users import verify_api_token
+from hub.web.console import mount_console
 
 log = structlog.get_logger("hub.web")
 
@@ -125,8 +127,13 @@ def create_app(hub: Hub) -> FastAPI:
         if token is not None and request.url.path.startswith("/api/"):
             given = request.headers.get("authorization", "")
             expected = f"Bearer {token.get_secret_value()}"
-            if not hmac.compare_digest(given.encode(), expected.encode()):
-                return _error(401, "unauthorized", "send 'Authorization: Bearer <HUB_HTTP__API_TOKEN>'")
+            if not hmac.compare_digest(given.encode(), expected.encode()) and not (
+                given.startswith("Bearer ")
+                and await run_in_threadpool(verify_api_token, hub.store, given[7:]) is not None
+            ):
+                return _error(
+                    401, "unauthorized", "send 'Authorization: Bearer <HUB_HTTP__API_TOKEN or a personal API token>'"
+                )
         return await call_next(request)
 
     # --- operations ------------------------------------------------------------------------------------
@@ -281,5 +288,6 @@ def create_app(hub: Hub) -> FastAPI:
         return spec
 
     app.openapi = openapi  # type: ignore[method-assign]
+    mount_console(app, hub)
     app.add_middleware(BodyLimit, limit=hub.settings.http.max_body_bytes)
     return app

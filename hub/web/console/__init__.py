@@ -15,13 +15,15 @@ from hub.web.console.access import PREFIX, install_handlers
 from hub.web.console.render import HERE
 from hub.web.console.security import Guard
 
+ROUTERS = tuple(module.router for module in (auth, clients, calls, merges, ops, reports))
+
 
 def mount_console(app: FastAPI, hub: Hub) -> None:
     """Add the console's pages to the hub's app; ``/`` leads to it."""
     app.state.console_guard = Guard(hub)
     install_handlers(app)
-    for module in (auth, clients, calls, merges, ops, reports):
-        app.include_router(module.router, prefix=PREFIX, include_in_schema=False)
+    for router in ROUTERS:
+        app.include_router(router, prefix=PREFIX, include_in_schema=False)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console_static")
 
     @app.get("/", include_in_schema=False)
@@ -29,4 +31,4 @@ def mount_console(app: FastAPI, hub: Hub) -> None:
         return RedirectResponse(f"{PREFIX}/clients", status_code=303)
 
 
-__all__ = ["mount_console"]
+__all__ = ["PREFIX", "ROUTERS", "mount_console"]

@@ -46,13 +46,15 @@ def clients_page(
     search: str = Query("", alias="q", max_length=200),
     system: str = Query("", max_length=64),
     open_deals: bool = False,
-    not_contacted: int | None = Query(None, ge=0, le=3650),
+    not_contacted_text: str = Query("", alias="not_contacted", max_length=6),
     kind: str = Query("", pattern="^(|person|company)$"),
     after: int | None = Query(None, ge=0),
     offset: int = Query(0, ge=0, le=100_000),
 ) -> Response:
     hub = hub_of(request)
     size = request.app.state.console_guard.settings.page_size
+    # an empty number box is sent as "": it means no filter, not a bad request
+    not_contacted = int(not_contacted_text) if not_contacted_text.strip().isdigit() else None
     filters = browse.Filters(
         system=system or None, open_deals=open_deals, not_contacted_days=not_contacted, kind=kind or None
     )

@@ -23,7 +23,8 @@ def reports_index(request: Request, viewer: Viewer = Depends(admin)) -> Response
     return page(request, "reports.html", viewer, titles=reports.TITLES)
 
 
-def _options(since: str | None, until: str | None, days: int, system: str) -> reports.Options:
+def _options(since: str | None, until: str | None, days_text: str, system: str) -> reports.Options:
+    days = int(days_text) if days_text.strip().isdigit() and int(days_text) > 0 else 30
     return reports.Options(reports.Period.parse(since, until), days=days, system=system or None)
 
 
@@ -34,13 +35,13 @@ async def report_xlsx(
     viewer: Viewer = Depends(admin),
     since: str | None = Query(None, alias="from", max_length=10),
     until: str | None = Query(None, alias="to", max_length=10),
-    days: int = Query(30, ge=1, le=3650),
+    days_text: str = Query("30", alias="days", max_length=5),
     system: str = Query("", max_length=64),
 ) -> Response:
     if name not in reports.REPORTS:
         return Response("unknown report", status_code=404, media_type="text/plain")
     try:
-        opts = _options(since, until, days, system)
+        opts = _options(since, until, days_text, system)
     except BadInput as exc:
         return Response(str(exc), status_code=422, media_type="text/plain")
     hub = hub_of(request)
@@ -65,13 +66,13 @@ async def report_page(
     viewer: Viewer = Depends(admin),
     since: str | None = Query(None, alias="from", max_length=10),
     until: str | None = Query(None, alias="to", max_length=10),
-    days: int = Query(30, ge=1, le=3650),
+    days_text: str = Query("30", alias="days", max_length=5),
     system: str = Query("", max_length=64),
 ) -> Response:
     if name not in reports.REPORTS:
         return page(request, "error.html", viewer, status_code=404, message="Not found.")
     try:
-        opts = _options(since, until, days, system)
+        opts = _options(since, until, days_text, system)
     except BadInput as exc:
         return page(request, "error.html", viewer, status_code=422, message=str(exc))
     report = await run_in_threadpool(reports.build, hub_of(request), name, opts)
@@ -82,7 +83,7 @@ async def report_page(
         report=report,
         since=opts.period.start.date().isoformat(),
         until=(opts.period.end - timedelta(days=1)).date().isoformat(),
-        days=days,
+        days=opts.days,
         system=system,
         titles=reports.TITLES,
     )

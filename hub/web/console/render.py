@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, Undefined, select_autoescape
 from markupsafe import Markup, escape
 
 from hub.web.console.i18n import DEFAULT_LANGUAGE, translator
@@ -26,7 +26,7 @@ env = Environment(
 
 
 def when(value: Any, fmt: str = "%d.%m.%Y %H:%M") -> str:
-    if value is None or value == "":
+    if value is None or value == "" or isinstance(value, Undefined):
         return ""
     if isinstance(value, str):
         try:
@@ -41,6 +41,8 @@ def when(value: Any, fmt: str = "%d.%m.%Y %H:%M") -> str:
 
 
 def duration(seconds: Any) -> str:
+    if isinstance(seconds, Undefined):
+        return ""
     try:
         total = int(float(seconds))
     except (TypeError, ValueError):
@@ -51,16 +53,18 @@ def duration(seconds: Any) -> str:
 
 
 def money(value: Any) -> str:
+    if value is None or isinstance(value, Undefined):
+        return ""
     try:
         number = float(value)
     except (TypeError, ValueError):
-        return "" if value is None else str(value)
+        return str(value)
     return f"{number:,.0f}".replace(",", "\u00a0")
 
 
 def provenance(p: dict[str, Any] | None) -> str:
     """The hover text of a field: where its value came from and when."""
-    if not p:
+    if not p or isinstance(p, Undefined):
         return ""
     return f"{p.get('s') or '?'} · {when(p.get('t'), '%d.%m.%Y %H:%M:%S')}"
 

@@ -418,9 +418,8 @@ def sandbox(ctx: click.Context, name: str, host: str, port: int) -> None:
 
 def _add_console_commands() -> None:
     from hub.console_cli import COMMANDS
-    from hub.demo import demo
 
-    for command in (*COMMANDS, demo):
+    for command in COMMANDS:
         cli.add_command(command)
 
 

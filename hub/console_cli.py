@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -165,4 +167,25 @@ def report(
         Console().print(table)
 
 
-COMMANDS = (users, tokens, report)
+class LazyCommand(click.Command):
+    """A command whose module loads on first use: ``hub demo`` brings in every plugin's sandbox, and the other
+    commands (plugins' among them) should neither pay for that nor depend on it."""
+
+    def __init__(self, name: str, target: str, help: str) -> None:
+        super().__init__(name, help=help, short_help=help)
+        self.target = target
+
+    def _real(self) -> click.Command:
+        module, attr = self.target.split(":")
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        return command
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        return self._real().get_params(ctx)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        return self._real().invoke(ctx)
+
+
+demo = LazyCommand("demo", "hub.demo:demo", "Run the hub with every sandbox and live traffic; Ctrl-C stops it all.")
+COMMANDS = (users, tokens, report, demo)

@@ -2,6 +2,7 @@
 
     python bench/throughput.py                      # P1: embedded default (SQLite file + in-process bus)
     python bench/throughput.py --production         # P2: PostgreSQL + RabbitMQ, two worker processes
+    python bench/throughput.py --production --workers 1,2,4   # P2 scaling curve and each worker's share
 
 Prints observations/s end to end (ingest until both sinks hold every event) and the ratio to raw kombu
 publish+consume of the same number of messages of the same size on the same transport, measured in the same run.
@@ -169,18 +170,22 @@ def run_embedded(n: int, batch: int) -> tuple[float, float, int]:
     return n / total, n / ingested, events
 
 
-def _worker(env: dict[str, str], ready, stop) -> None:  # type: ignore[no-untyped-def]
+def _worker(env: dict[str, str], ready, stop, report) -> None:  # type: ignore[no-untyped-def]
     os.environ.update(env)
     configure_logging("warning", "json")
     settings = load_settings()
-    hub = Hub(settings, PluginHost(autoload=False, extra=[("bench", TwoSinks())]))
+    plugin = TwoSinks()
+    hub = Hub(settings, PluginHost(autoload=False, extra=[("bench", plugin)]))
     hub.start("worker")
     ready.set()
+    cpu_before = time.process_time()
     stop.wait()
+    report.put((sum(s.count for s in plugin.sinks), time.process_time() - cpu_before))
     hub.stop(grace=10)
 
 
-def run_production(n: int, batch: int, workers: int) -> tuple[float, float, int]:
+def run_production(n: int, batch: int, workers: int) -> tuple[float, float, int, list[tuple[int, float]], float]:
+    """End-to-end and ingest rates, events, and per worker (deliveries, CPU s); the ingest side's CPU s."""
     import psycopg
 
     tag = "bench" + uuid.uuid4().hex[:8]
@@ -202,17 +207,19 @@ def run_production(n: int, batch: int, workers: int) -> tuple[float, float, int]
         hub.prepare()
         ctx = mp.get_context("spawn")
         stop = ctx.Event()
+        report = ctx.Queue()
         procs, readies = [], []
         for _ in range(workers):
             ready = ctx.Event()
-            p = ctx.Process(target=_worker, args=(env, ready, stop))
+            p = ctx.Process(target=_worker, args=(env, ready, stop, report))
             p.start()
             procs.append(p)
             readies.append(ready)
         for r in readies:
             r.wait(60)
-        time.sleep(1.0)
+        time.sleep(3.0)  # two heartbeats: every worker holds its share of the partitions
         obs = observations(n)
+        cpu_before = time.process_time()
         started = time.perf_counter()
         threads = []
         chunks = [obs[i : i + batch] for i in range(0, n, batch)]
@@ -228,15 +235,17 @@ def run_production(n: int, batch: int, workers: int) -> tuple[float, float, int]
         for t in threads:
             t.join()
         ingested = time.perf_counter() - started
+        ingest_cpu = time.process_time() - cpu_before
         events = count_events(hub)
         while delivered(hub) < 2 * events:
             time.sleep(0.05)
         total = time.perf_counter() - started
         stop.set()
+        shares = [report.get(timeout=60) for _ in procs]
         for p in procs:
             p.join(30)
         hub.store.dispose()
-        return n / total, n / ingested, events
+        return n / total, n / ingested, events, shares, ingest_cpu
     finally:
         with psycopg.connect(raw, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{tag}" CASCADE')
@@ -255,18 +264,31 @@ def main() -> None:
     parser.add_argument("--production", action="store_true", help="P2: PostgreSQL + RabbitMQ, worker processes")
     parser.add_argument("-n", type=int, default=20000, help="observations (half clients, half calls)")
     parser.add_argument("--batch", type=int, default=200, help="observations per ingest_many call")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", default="2", help="worker processes, or a list for a scaling curve: 1,2,4")
     args = parser.parse_args()
     configure_logging("warning", "json")
     size = len(observations(2)[0].model_dump_json()) * 4  # an event carries the client snapshot: ~4x the input
     if args.production:
-        rate, ingest_rate, events = run_production(args.n, args.batch, args.workers)
-        baseline = raw_kombu(AMQP, events, size)
-        label, target = "P2 PostgreSQL + RabbitMQ", 3000
-    else:
-        rate, ingest_rate, events = run_embedded(args.n, args.batch)
-        baseline = raw_kombu("memory://", events, size)
-        label, target = "P1 embedded (SQLite + in-process bus)", 2000
+        curve = [int(w) for w in str(args.workers).split(",")]
+        first = None
+        for workers in curve:
+            rate, ingest_rate, events, shares, ingest_cpu = run_production(args.n, args.batch, workers)
+            baseline = raw_kombu(AMQP, events, size)
+            first = first or rate
+            print(f"P2 PostgreSQL + RabbitMQ, {workers} worker(s): {args.n} observations -> {events} events -> 2 sinks")
+            print(f"  end to end        {rate:10,.0f} observations/s   (x{rate / first:.2f} of {curve[0]} worker(s))")
+            print(f"  ingest alone      {ingest_rate:10,.0f} observations/s")
+            print(f"  raw kombu         {baseline:10,.0f} messages/s published and consumed by 2 queues ({size} B)")
+            print(f"  ratio hub/raw     {rate / baseline:10.2f}  (target >= 0.6)")
+            print(f"  CPU ms/obs        ingest (web role) {1000 * ingest_cpu / args.n:.2f}", end="")
+            worker_cpu = sum(cpu for _d, cpu in shares)
+            print(f"; relay + delivery (worker role) {1000 * worker_cpu / args.n:.2f}")
+            total = sum(d for d, _cpu in shares) or 1
+            print("  deliveries/worker " + "  ".join(f"{d / total:.0%}" for d, _cpu in shares))
+        return
+    rate, ingest_rate, events = run_embedded(args.n, args.batch)
+    baseline = raw_kombu("memory://", events, size)
+    label, target = "P1 embedded (SQLite + in-process bus)", 2000
     print(f"{label}: {args.n} observations -> {events} events -> 2 sinks")
     print(
         f"  end to end        {rate:10,.0f} observations/s   (target >= {target:,}/s: "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -103,13 +104,25 @@ def cli(ctx: click.Context, config: Path | None) -> None:
 )
 @click.option("--host", default=None, help="Bind address (default HUB_HTTP__HOST, 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default HUB_HTTP__PORT, 8080).")
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="worker/listener: port of /metrics, /healthz, /readyz (default HUB_METRICS__PORT, 9464; 0: none).",
+)
 @click.pass_context
-def run(ctx: click.Context, role: str, host: str | None, port: int | None) -> None:
-    """Run the hub until SIGTERM or Ctrl-C, then drain in-flight work and exit."""
+def run(ctx: click.Context, role: str, host: str | None, port: int | None, metrics_port: int | None) -> None:
+    """Run the hub until SIGTERM or Ctrl-C, then drain in-flight work and exit.
+
+    The database, the data directory, the bus and the ports are checked first: a problem is one line on
+    stderr and exit code 1, before anything starts."""
     from hub.daemon import run as run_daemon
 
     state: Context = ctx.obj
-    run_daemon(state.hub(prepare=False), role=role, host=host, port=port)
+    try:
+        run_daemon(state.hub(prepare=False), role=role, host=host, port=port, metrics_port=metrics_port)
+    except HubError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 # --- plugins ------------------------------------------------------------------------------------------------
@@ -132,6 +145,9 @@ def plugins_list(ctx: click.Context, as_json: bool) -> None:
             "hooks": i.hooks,
             "health": (health.get(i.name) or {"status": "ok" if not i.error else "down"}),
             "error": i.error,
+            "routes_not_mounted": [
+                {"path": u.path, "reason": u.reason} for u in hub.unmounted_routes if u.plugin == i.name
+            ],
         }
         for i in hub.plugins.info.values()
     ]
@@ -141,6 +157,8 @@ def plugins_list(ctx: click.Context, as_json: bool) -> None:
     for r in rows:
         status = r["health"].get("status", "ok")
         detail = r["error"] or ", ".join(f"{k}={v}" for k, v in r["health"].items() if k != "status")
+        for off in r["routes_not_mounted"]:  # a webhook without its sender check does not exist: say why
+            detail += f"\nnot mounted: {off['path']}: {off['reason']}"
         table.add_row(
             r["name"], r["version"], ", ".join(h.removeprefix("hub_") for h in r["hooks"]), f"{status} {detail}".strip()
         )
@@ -264,25 +282,44 @@ def clients_candidates(ctx: click.Context, as_json: bool) -> None:
 @click.argument("source", type=click.File("r", encoding="utf-8"), default="-")
 @click.pass_context
 def ingest(ctx: click.Context, source: Any) -> None:
-    """Apply observations from a JSON Lines file (one observation per line; '-' for standard input)."""
+    """Apply observations from a JSON Lines file (one observation per line; '-' for standard input).
+
+    Progress goes to stderr: a bar with a total and an ETA on a terminal, log lines otherwise."""
+    from hub.progress import ProgressReporter
+
     hub = get_hub(ctx)
+    total = _count_lines(source)
     applied = unchanged = rejected = 0
-    for lineno, line in enumerate(source, 1):
-        if not line.strip():
-            continue
-        try:
-            result = hub.ingest(hub.parse_observation(json.loads(line)))
-        except (ValueError, HubError) as exc:
-            rejected += 1
-            click.echo(f"line {lineno}: {exc}", err=True)
-            continue
-        if result.events:
-            applied += 1
-        else:
-            unchanged += 1
+    with ProgressReporter() as progress:
+        for lineno, line in enumerate(source, 1):
+            progress.advance("ingest", 1, total=total)
+            if not line.strip():
+                continue
+            try:
+                result = hub.ingest(hub.parse_observation(json.loads(line)))
+            except (ValueError, HubError) as exc:
+                rejected += 1
+                click.echo(f"line {lineno}: {exc}", err=True)
+                continue
+            if result.events:
+                applied += 1
+            else:
+                unchanged += 1
     click.echo(f"{applied} applied, {unchanged} unchanged, {rejected} rejected")
     if rejected:
         sys.exit(1)
+
+
+def _count_lines(source: Any) -> int | None:
+    """Lines of a regular file (for a total and an ETA), read once ahead; None for a pipe."""
+    try:
+        if not source.seekable():
+            return None
+        count = sum(1 for _ in source)
+        source.seek(0)
+        return count
+    except (OSError, ValueError):
+        return None
 
 
 # --- dead letters -------------------------------------------------------------------------------------------
@@ -291,23 +328,96 @@ def dlq() -> None:
     """Dead letters: events and inbox items that kept failing."""
 
 
+def _filter_options(func: Any) -> Any:
+    """The filter every dead-letter command takes: queue (sink), error kind and age."""
+    func = click.option("--newer-than", type=_DURATION, help="Only letters younger than this (30m, 2h, 7d).")(func)
+    func = click.option("--older-than", type=_DURATION, help="Only letters older than this (30m, 2h, 7d).")(func)
+    func = click.option("--kind", help="Only this error kind (ExternalAPIError, FatalDelivery, ...; see 'list').")(func)
+    return click.option("--queue", "--sink", "queue", help="Only this sink (or inbox:<kind>).")(func)
+
+
+class _Duration(click.ParamType):
+    name = "duration"
+    _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if isinstance(value, timedelta):
+            return value
+        text = str(value).strip().lower()
+        unit = text[-1:] if text[-1:] in self._UNITS else "s"
+        number = text[:-1] if text[-1:] in self._UNITS else text
+        try:
+            return timedelta(seconds=float(number) * self._UNITS[unit])
+        except ValueError:
+            self.fail(f"{value!r} is not a duration such as 90s, 30m, 2h or 7d", param, ctx)
+
+
+_DURATION = _Duration()
+
+
+def _letter_filter(queue: str | None, kind: str | None, older: Any, newer: Any, status: str | None) -> Any:
+    from hub.core.dlq import LetterFilter
+
+    return LetterFilter(queue=queue, kind=kind, older_than=older, newer_than=newer, status=status)
+
+
+def _letter_line(summary: dict[str, Any]) -> str:
+    """One letter, one line, tab-separated: for grep, cut and awk off a terminal."""
+    error = " ".join(str(summary["error"]).split())
+    fields = [summary["id"], summary["queue"], summary["status"], summary["attempts"], summary["created_at"][:19]]
+    return "\t".join(str(f) for f in [*fields, summary["kind"], summary["client_id"] or "-", error])
+
+
 @dlq.command("list")
-@click.option("--queue", help="Only this sink (or inbox:<kind>).")
-@click.option("--all", "show_all", is_flag=True, help="Include replayed ones.")
+@_filter_options
+@click.option("--all", "show_all", is_flag=True, help="Include replayed and discarded ones.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True, help="Letters per page.")
+@click.option("--after", type=int, default=0, help="Page on: letters with an id over this one.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def dlq_list(ctx: click.Context, queue: str | None, show_all: bool, as_json: bool) -> None:
-    """List dead letters."""
-    letters = get_hub(ctx).dlq.list(queue=queue, status=None if show_all else "open", limit=1000)
-    if _emit([d.summary() for d in letters], as_json):
+def dlq_list(
+    ctx: click.Context,
+    queue: str | None,
+    kind: str | None,
+    older_than: Any,
+    newer_than: Any,
+    show_all: bool,
+    limit: int,
+    after: int,
+    as_json: bool,
+) -> None:
+    """List dead letters, a page at a time (a table on a terminal, one line a letter otherwise)."""
+    hub = get_hub(ctx)
+    where = _letter_filter(queue, kind, older_than, newer_than, None if show_all else "open")
+    letters = hub.dlq.list(where=where, after=after, limit=limit)
+    summaries = [d.summary() for d in letters]
+    more = len(letters) == limit and bool(hub.dlq.list(where=where, after=letters[-1].id, limit=1))
+    if more:  # on stderr, so stdout stays the letters alone
+        click.echo(f"more: hub dlq list --after {letters[-1].id} (same filters)", err=True)
+    if _emit(summaries, as_json):
         return
-    table = Table("id", "queue", "client", "attempts", "status", "when", "error")
-    for d in letters:
-        s = d.summary()
+    if not sys.stdout.isatty():
+        for summary in summaries:
+            click.echo(_letter_line(summary))
+        if not summaries:
+            click.echo("no dead letters", err=True)
+        return
+    total = hub.dlq.count(where=where)
+    table = Table("id", "queue", "kind", "client", "attempts", "status", "when", "error")
+    for d in summaries:
         table.add_row(
-            str(d.id), d.queue, str(d.client_id or ""), str(d.attempts), d.status, s["created_at"][:19], s["error"]
+            str(d["id"]),
+            d["queue"],
+            d["kind"],
+            str(d["client_id"] or ""),
+            str(d["attempts"]),
+            d["status"],
+            d["created_at"][:19],
+            d["error"],
         )
     console.print(table if letters else "no dead letters")
+    if letters:
+        console.print(f"{len(letters)} of {total} shown")
 
 
 @dlq.command("show")
@@ -329,21 +439,66 @@ def dlq_show(ctx: click.Context, letter_id: int) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
 
 
+def _bulk(letter_ids: tuple[int, ...], every: bool, queue: Any, kind: Any, older: Any, newer: Any) -> Any:
+    """Ids, or a filter: ``--all`` or at least one filter option, so a bare command touches nothing."""
+    filtered = any(v is not None for v in (queue, kind, older, newer))
+    if letter_ids and (every or filtered):
+        raise click.UsageError("give dead-letter ids or a filter (--all, --queue, --kind, --older-than...), not both")
+    if not letter_ids and not (every or filtered):
+        raise click.UsageError("give dead-letter ids, --all, or a filter (--queue, --kind, --older-than...)")
+    return None if letter_ids else _letter_filter(queue, kind, older, newer, "open")
+
+
 @dlq.command("replay")
 @click.argument("letter_ids", type=int, nargs=-1)
-@click.option("--all", "replay_all", is_flag=True, help="Replay every open dead letter (of --queue, if given).")
-@click.option("--queue")
+@click.option("--all", "replay_all", is_flag=True, help="Replay every open dead letter that matches the filter.")
+@_filter_options
 @click.pass_context
-def dlq_replay(ctx: click.Context, letter_ids: tuple[int, ...], replay_all: bool, queue: str | None) -> None:
+def dlq_replay(
+    ctx: click.Context,
+    letter_ids: tuple[int, ...],
+    replay_all: bool,
+    queue: str | None,
+    kind: str | None,
+    older_than: Any,
+    newer_than: Any,
+) -> None:
     """Send dead letters back to their queue; the running hub delivers them again."""
+    where = _bulk(letter_ids, replay_all, queue, kind, older_than, newer_than)
     hub = get_hub(ctx)
-    if not letter_ids and not replay_all:
-        raise click.UsageError("give dead-letter ids or --all")
     try:
-        count = hub.dlq.replay_all(queue=queue) if replay_all else len([hub.dlq.replay(i) for i in letter_ids])
+        count = hub.dlq.replay_all(where=where) if where else len([hub.dlq.replay(i) for i in letter_ids])
     except HubError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{count} dead letter(s) replayed")
+
+
+@dlq.command("discard")
+@click.argument("letter_ids", type=int, nargs=-1)
+@click.option("--all", "discard_all", is_flag=True, help="Discard every open dead letter that matches the filter.")
+@_filter_options
+@click.option("--yes", is_flag=True, help="Do not ask (needed off a terminal for a filter).")
+@click.pass_context
+def dlq_discard(
+    ctx: click.Context,
+    letter_ids: tuple[int, ...],
+    discard_all: bool,
+    queue: str | None,
+    kind: str | None,
+    older_than: Any,
+    newer_than: Any,
+    yes: bool,
+) -> None:
+    """Give up on dead letters for good: they stay in the store, marked discarded, and are never replayed."""
+    where = _bulk(letter_ids, discard_all, queue, kind, older_than, newer_than)
+    hub = get_hub(ctx)
+    if where is not None and not yes:
+        count = hub.dlq.count(where=where)
+        if not sys.stdin.isatty():
+            raise click.UsageError(f"{count} dead letter(s) match; add --yes to discard them")
+        click.confirm(f"discard {count} dead letter(s)?", abort=True, err=True)
+    count = hub.dlq.discard(list(letter_ids) if letter_ids else None, where=where)
+    click.echo(f"{count} dead letter(s) discarded")
 
 
 # --- database and config ------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Running the hub as a daemon: the web server and the background roles, and a clean drain on SIGTERM."""
+"""Running the hub as a daemon: checks before start, the web server and the background roles, the probe port
+of the other roles, the catch-up log, and a clean drain on SIGTERM."""
 
 from __future__ import annotations
 
@@ -10,23 +11,78 @@ from typing import Any
 
 import structlog
 
-from hub.core.hub import Hub
+from hub.core.catchup import CatchUp
+from hub.core.errors import HubError
+from hub.core.hub import ROLES, Hub
+from hub.core.preflight import StartupError, check_bus, check_database, check_port
+from hub.core.readiness import Readiness
 
 log = structlog.get_logger("hub.daemon")
 
 
-def run(hub: Hub, *, role: str = "all", host: str | None = None, port: int | None = None) -> None:
-    """Start ``role`` and block until SIGTERM/SIGINT; then drain in-flight work and return."""
+def run(
+    hub: Hub,
+    *,
+    role: str = "all",
+    host: str | None = None,
+    port: int | None = None,
+    metrics_port: int | None = None,
+) -> None:
+    """Check, start ``role`` and block until SIGTERM/SIGINT; then drain in-flight work and return.
+
+    Raises ``StartupError`` (one line, no traceback) when the database, the data directory, the bus or a
+    port is not usable; nothing has started then.
+    """
     host = host or hub.settings.http.host
     port = port or hub.settings.http.port
-    hub.start(role)
+    if role in ("all", "web"):
+        from hub.web.security import check_listen_address
+
+        check_listen_address(hub.settings.http, host)  # before anything starts: no open hub beyond loopback
+    probe_port = hub.settings.metrics.port if metrics_port is None else metrics_port
+    preflight(hub, role, host, port, probe_port)
     try:
+        hub.start(role)
+    except HubError:
+        raise
+    except Exception as exc:
+        log.error("start failed", error=str(exc), error_type=type(exc).__name__, exc_info=True)
+        raise StartupError(f"the hub failed to start: {type(exc).__name__}: {exc}".splitlines()[0][:300]) from None
+    readiness = Readiness(hub, relay_stuck_after=hub.settings.relay_stuck_after)
+    probe = None
+    catch_up = None
+    try:
+        if role in ("all", "worker"):
+            catch_up = CatchUp(hub)
+            catch_up.start()
         if role in ("all", "web"):
             _serve_web(hub, host, port)
         else:
+            if probe_port:
+                from hub.probe import ProbeServer
+
+                probe = ProbeServer(hub, readiness, hub.settings.metrics.host, probe_port)
+                probe.start()
             _wait_for_signal()
     finally:
+        if catch_up is not None:
+            catch_up.stop()
+        if probe is not None:
+            probe.close()
         hub.stop()
+
+
+def preflight(hub: Hub, role: str, host: str, port: int, probe_port: int) -> None:
+    """Everything ``run`` needs, checked before anything starts; the first problem is a ``StartupError``."""
+    if role not in ROLES:
+        raise StartupError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+    check_database(hub.store.url, is_sqlite=not hub.store.is_postgres)
+    if hub.bus.durable:
+        check_bus(hub.bus.url)
+    if role in ("all", "web"):
+        check_port(host, port, "HTTP, HUB_HTTP__PORT or --port")
+    elif probe_port:
+        check_port(hub.settings.metrics.host, probe_port, "metrics, HUB_METRICS__PORT or --metrics-port")
 
 
 def _serve_web(hub: Hub, host: str, port: int) -> None:

@@ -1,5 +1,8 @@
 """A tiny crm-hub plugin: ``POST /webhooks/example`` records a note, and a sink appends events to a file.
 
+The webhook exists only once ``HUB_EXAMPLE__TOKEN`` (16+ characters) is set; senders send it as
+``Authorization: Bearer <token>``. Every webhook verifies its sender like this one.
+
 Install it with ``pip install ./examples/hub-example-plugin``; ``hub plugins list`` then shows ``example``.
 """
 
@@ -16,18 +19,22 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from hub import hookimpl
+from hub.core.auth import bearer_matches
 from hub.core.errors import BadInput
 from hub.core.events import ClientKey, Event, InteractionObservation, SourceRef
+from hub.core.settings import StrongSecret
 from hub.core.sinks import Sink
-from hub.core.sources import WebhookRoute
+from hub.core.sources import SenderCheck, WebhookRoute
 
 __version__ = "1.0.0"
 
 
 class ExampleSettings(BaseModel):
-    """``HUB_EXAMPLE__EVENTS_FILE``: where the sink appends the events it receives (JSON Lines)."""
+    """``HUB_EXAMPLE__EVENTS_FILE``: where the sink appends the events it receives (JSON Lines);
+    ``HUB_EXAMPLE__TOKEN``: the bearer token the webhook's senders present."""
 
     events_file: Path | None = None
+    token: StrongSecret | None = None
 
 
 class FileSink(Sink):
@@ -55,7 +62,11 @@ def hub_register_settings(register: Any) -> None:
 
 @hookimpl
 def hub_register_routes(hub: Any, register: Any) -> None:
+    token = hub.plugin_settings("example").token
+
     async def note(request: Request) -> JSONResponse:
+        if token is None or not bearer_matches(request.headers.get("authorization"), token):
+            return JSONResponse({"error": "send 'Authorization: Bearer <HUB_EXAMPLE__TOKEN>'"}, status_code=401)
         data = await request.json()
         if not isinstance(data, dict) or not data.get("id") or not data.get("phone"):
             return JSONResponse({"error": "give id, phone and text"}, status_code=422)
@@ -71,7 +82,8 @@ def hub_register_routes(hub: Any, register: Any) -> None:
             return JSONResponse({"error": str(exc)}, status_code=422)
         return JSONResponse({"client_id": result.client_id})
 
-    register(WebhookRoute("/webhooks/example", note))
+    sender = SenderCheck("the example token", token is not None, "set HUB_EXAMPLE__TOKEN (16+ characters)")
+    register(WebhookRoute("/webhooks/example", note, sender=sender))
 
 
 @hookimpl

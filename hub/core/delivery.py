@@ -21,11 +21,13 @@ from typing import Any
 import structlog
 from kombu import Consumer, Message
 from pydantic import ValidationError
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hub.core import schema as s
+from hub.core.assignment import PartitionAssigner
 from hub.core.bus import BusConfig
+from hub.core.dlq import dead_letter_error, record_dead_letter
 from hub.core.errors import ExternalAPIError
 from hub.core.events import Event
 from hub.core.metrics import METRICS
@@ -62,6 +64,7 @@ class SinkRunner:
         *,
         timeout: float | None = None,
         on_recorded: Any = None,
+        assigner: PartitionAssigner | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -71,6 +74,8 @@ class SinkRunner:
         self.timeout = timeout
         self._executor: ThreadPoolExecutor | None = None
         self.on_recorded = on_recorded  # (sink name, event ids) -> None: the embedded relay's completion
+        # spread the partitions over the worker processes, unless the sink wants one process for all of them
+        self.assigner = assigner if sink.spread else None
         self.stop = threading.Event()
         self.busy = threading.Lock()
         self.delivered = 0
@@ -95,13 +100,18 @@ class SinkRunner:
         # enough in hand to fill a batch in every partition, so bulk work goes out in full batches
         prefetch = min(max(self.sink.max_batch * self.bus.partitions, 64), 5000)
         while not stop.is_set():
+            version = self.assigner.version if self.assigner else 0
+            queues = self._queues()
+            if not queues:  # more workers than partitions: this one waits for a share
+                stop.wait(0.5)
+                continue
             try:
                 with self.bus.connection() as conn:
                     channel = conn.channel()
                     self.bus.declare(conn, [self.sink.name])
                     consumer = Consumer(
                         channel,
-                        queues=self.bus.sink_queues(self.sink.name),
+                        queues=queues,
                         on_message=self._on_message,
                         accept=["json", "application/json"],
                         auto_declare=False,
@@ -117,7 +127,12 @@ class SinkRunner:
                             if self._buffer:
                                 with self.busy:
                                     self._flush(stop)
+                            if self.bus.is_amqp:
+                                conn.heartbeat_check()  # a silent network loss ends in a reconnect and a log line
                             backoff = 0.5
+                            if self.assigner is not None and self.assigner.version != version:
+                                # nothing unacknowledged in hand: hand partitions over between flushes
+                                break
             except Exception as exc:
                 self._buffer.clear()  # unacked messages come back from the broker
                 if stop.is_set():
@@ -131,6 +146,14 @@ class SinkRunner:
                 )
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
+
+    def _queues(self) -> list[Any]:
+        """The partition queues this process consumes: its share, or all of them when nothing spreads work."""
+        queues = self.bus.sink_queues(self.sink.name)
+        if self.assigner is None:
+            return queues
+        owned = self.assigner.owned()
+        return [q for p, q in enumerate(queues) if p in owned]
 
     @staticmethod
     def _drain(conn: Any, timeout: float) -> bool:
@@ -248,6 +271,8 @@ class SinkRunner:
             METRICS.delivery_seconds.labels(self.sink.name).observe(time.perf_counter() - started)
             age = (_now() - events[-1].occurred_at).total_seconds()
             METRICS.sink_lag.labels(self.sink.name).set(max(0.0, age))
+            partition = str(self.bus.partition(events[-1].client_id))  # a batch is of one partition
+            METRICS.partition_lag.labels(self.sink.name, partition).set(max(0.0, age))
             return None
 
     def _call_with_timeout(self, events: Sequence[Event]) -> None:
@@ -278,7 +303,7 @@ class SinkRunner:
         exc, attempts = error
         if isinstance(exc, InterruptedError):
             raise exc
-        text = f"{type(exc).__name__}: {exc}"
+        text = dead_letter_error(exc, attempts)
         self._dead_letter(
             event.model_dump_json(),
             event,
@@ -298,19 +323,23 @@ class SinkRunner:
         self, payload: str, event: Event | None, error: str, attempts: int, context: dict[str, Any]
     ) -> None:
         with self.store.write() as conn:
-            conn.execute(
-                insert(s.dead_letters).values(
-                    queue=self.sink.name,
-                    event_id=event.event_id if event else None,
-                    client_id=event.client_id if event else None,
-                    payload=payload,
-                    error=error[:4000],
-                    attempts=attempts,
-                    context=context,
-                    status="open",
-                    created_at=_now(),
-                )
+            record_dead_letter(
+                conn,
+                queue=self.sink.name,
+                event_id=event.event_id if event else None,
+                client_id=event.client_id if event else None,
+                payload=payload,
+                error=error,
+                attempts=attempts,
+                context=context,
             )
+            if event is not None:
+                # the outcome commits with the letter: a replay that follows at once (it deletes this row) is
+                # never undone by a later record of "dead"
+                conn.execute(
+                    self._insert_outcome(conn),
+                    [{"sink": self.sink.name, "event_id": event.event_id, "outcome": "dead", "at": _now()}],
+                )
         METRICS.dead_letters.labels(self.sink.name).inc()
         log.error(
             "event dead-lettered",
@@ -331,10 +360,15 @@ class SinkRunner:
         if not outcomes:
             return
         now = _now()
-        rows = [{"sink": self.sink.name, "event_id": eid, "outcome": o[0], "at": now} for eid, o in outcomes.items()]
-        with self.store.write() as conn:
-            # a row already there (a redelivery raced with the first delivery) is kept as it is
-            conn.execute(self._insert_outcome(conn), rows)
+        rows = [
+            {"sink": self.sink.name, "event_id": eid, "outcome": o[0], "at": now}
+            for eid, o in outcomes.items()
+            if o[0] != "dead"  # recorded with its dead letter
+        ]
+        if rows:
+            with self.store.write() as conn:
+                # a row already there (a redelivery raced with the first delivery) is kept as it is
+                conn.execute(self._insert_outcome(conn), rows)
         for outcome, _event, _why in outcomes.values():
             METRICS.deliveries.labels(self.sink.name, outcome).inc()
         self.delivered += sum(1 for o in outcomes.values() if o[0] == "delivered")

@@ -68,6 +68,11 @@ def hub_register_routes(hub: Hub, register: Callable[[Any], None]) -> None:
     :class:`hub.core.sources.WebhookRoute`; its handler is an ``async`` function taking a Starlette ``Request``
     and returning a Starlette ``Response``. Answer 2xx only once what was received is durably stored
     (``hub.ingest`` or ``hub.inbox.put`` returned). An exception in a handler becomes a 500 and is logged.
+
+    Routes under ``/api/`` sit behind the API token. Every other route is a webhook: give it
+    ``sender=SenderCheck(what, configured, missing)``. Register it whether or not its verification is configured:
+    the core mounts it only when ``configured`` is true (otherwise the path is a 404) and ``hub plugins list``
+    shows ``missing``. The handler still checks the signature or token of every request.
     """
 
 

@@ -12,6 +12,7 @@ import structlog
 from pydantic import BaseModel, ValidationError
 
 from hub.core import record
+from hub.core.assignment import PartitionAssigner
 from hub.core.bus import BusConfig
 from hub.core.delivery import SinkRunner
 from hub.core.dlq import DeadLetters
@@ -27,9 +28,9 @@ from hub.core.plugins import PluginHost
 from hub.core.ratelimit import RateLimiter
 from hub.core.relay import Relay
 from hub.core.retry import RetryPolicy
-from hub.core.settings import Settings, load_plugin_settings, secret_values
+from hub.core.settings import Settings, check_plugin_settings, load_plugin_settings, secret_values
 from hub.core.sinks import Sink
-from hub.core.sources import Listener, Poller, WebhookRoute
+from hub.core.sources import Listener, Poller, UnmountedRoute, WebhookRoute
 from hub.core.state import StateStore
 from hub.core.store import Store, upgrade
 
@@ -59,7 +60,9 @@ class Hub:
         self._runtime_lock = threading.Lock()
         self.sinks: dict[str, Sink] = {}
         self.runners: dict[str, SinkRunner] = {}
+        self.assigner: PartitionAssigner | None = None
         self.routes: list[WebhookRoute] = []
+        self.unmounted_routes: list[UnmountedRoute] = []
         self.sources: list[Listener | Poller] = []
         self.relay = Relay(self.store, self.bus, lambda: sorted(self.sinks), batch=settings.relay_batch)
         self.stop_event = threading.Event()
@@ -82,6 +85,7 @@ class Hub:
     def _load_plugin_settings(self) -> None:
         models: dict[str, type] = {}
         self.plugins.each("hub_register_settings", register=lambda name, model: models.__setitem__(name, model))
+        check_plugin_settings(self.settings, models)
         for name, model in models.items():
             loaded = load_plugin_settings(self.settings, name, model)
             register_secrets(secret_values(loaded))
@@ -130,6 +134,16 @@ class Hub:
             limiter = self._limiters[name] = RateLimiter(spec, on_acquire=count)
         return limiter
 
+    def _register_route(self, route: WebhookRoute) -> None:
+        """Mount a plugin's route only if it is API (token-guarded) or verifies its sender; remember why not."""
+        reason = route.unmounted_because()
+        if reason is None:
+            self.routes.append(route)
+            return
+        plugin = self.plugins.calling or "?"
+        self.unmounted_routes.append(UnmountedRoute(plugin, route.path, reason))
+        log.info("webhook route not mounted", plugin=plugin, path=route.path, reason=reason)
+
     def _register_sink(self, sink: Sink) -> None:
         if not sink.name or not sink.system:
             raise ConfigError(f"sink {sink!r} needs a name and a system")
@@ -147,7 +161,7 @@ class Hub:
             self.migrate()
         self.plugins.each("hub_startup", hub=self)
         self.plugins.each("hub_register_sinks", hub=self, register=self._register_sink)
-        self.plugins.each("hub_register_routes", hub=self, register=self.routes.append)
+        self.plugins.each("hub_register_routes", hub=self, register=self._register_route)
         self.plugins.each(
             "hub_register_inbox_handlers",
             hub=self,
@@ -167,6 +181,10 @@ class Hub:
         self.prepare()
         if role in ("all", "worker"):
             self._spawn("relay", self.relay.run, self.stop_event)
+            if self.bus.is_amqp:
+                self.assigner = PartitionAssigner(self.state, self.bus.partitions)
+                self.assigner.beat()  # join before subscribing, so a newcomer takes only its share
+                self._spawn("assignment", self.assigner.run, self.stop_event)
             for sink in self.sinks.values():
                 limiter = self.limiter(sink.name, sink.rate_limit) if sink.rate_limit else None
                 policy = RetryPolicy(
@@ -182,6 +200,7 @@ class Hub:
                     limiter,
                     timeout=sink.timeout or self.settings.sink.timeout,
                     on_recorded=None if self.bus.durable else self.relay.on_recorded,
+                    assigner=self.assigner,
                 )
                 self.runners[sink.name] = runner
                 self._spawn(f"sink:{sink.name}", runner.run, self.stop_event)

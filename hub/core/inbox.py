@@ -19,6 +19,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hub.core import schema as s
+from hub.core.dlq import dead_letter_error, record_dead_letter
 from hub.core.errors import ExternalAPIError
 from hub.core.metrics import METRICS
 from hub.core.retry import RetryPolicy
@@ -127,18 +128,14 @@ class Inbox:
                         error_type=type(exc).__name__,
                     )
                     return
-                conn.execute(
-                    insert(s.dead_letters).values(
-                        queue=f"inbox:{kind}",
-                        event_id=row["dedup_key"],
-                        client_id=None,
-                        payload=row["payload"],
-                        error=f"{type(exc).__name__}: {exc}"[:4000],
-                        attempts=attempts,
-                        context={"kind": kind, "traceback": "".join(traceback.format_exception(exc))[-4000:]},
-                        status="open",
-                        created_at=_now(),
-                    )
+                record_dead_letter(
+                    conn,
+                    queue=f"inbox:{kind}",
+                    event_id=row["dedup_key"],
+                    payload=row["payload"],
+                    error=dead_letter_error(exc, attempts),
+                    attempts=attempts,
+                    context={"kind": kind, "traceback": "".join(traceback.format_exception(exc))[-4000:]},
                 )
                 conn.execute(delete(s.inbox).where(s.inbox.c.id == row["id"]))
             METRICS.dead_letters.labels(f"inbox:{kind}").inc()

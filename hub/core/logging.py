@@ -37,18 +37,25 @@ SENSITIVE_KEYS = {
     "long_lived_token",
     "webhook_secret",
     "code",
+    "api_token",
+    "generic_token",
 }
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@\s/]+)@", re.I)
+# user may be empty (redis://:pw@host); the password runs to the last "@" of the URL, so one holding "@" is masked
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s'\"]*):(?P<pw>[^\s'\"]*)@", re.I)
 _BITRIX_WEBHOOK = re.compile(r"(/rest/\d+/)[A-Za-z0-9]{6,}")
 _QUERY_SECRET = re.compile(r"(?i)([?&](?:auth|access_token|refresh_token|token|code|secret|api_key)=)[^&\s\"']+")
+# PostgreSQL's own error detail quotes the row ("Key (phone)=(+7916...) already exists", "Failing row contains")
+_PG_DETAIL = re.compile(r"(DETAIL:)[^\n]*")
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}")
 
-_secrets: set[str] = set()
+_secrets: list[str] = []  # longest first, so a secret that contains another is masked whole
 
 
 def register_secrets(values: Iterable[str]) -> None:
-    """Values that must never appear in a log line, whatever key they hide under."""
-    _secrets.update(v for v in values if v and len(v) >= 4)
+    """Values that must never appear in a log line, whatever key they hide under and whatever their length."""
+    known = set(_secrets)
+    known.update(v for v in values if v)
+    _secrets[:] = sorted(known, key=len, reverse=True)
 
 
 def redact_text(text: str) -> str:
@@ -58,6 +65,7 @@ def redact_text(text: str) -> str:
     text = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
     text = _BITRIX_WEBHOOK.sub(r"\1***", text)
     text = _QUERY_SECRET.sub(r"\1***", text)
+    text = _PG_DETAIL.sub(r"\1 (client data hidden)", text)
     return _BEARER.sub(r"\1***", text)
 
 

@@ -43,6 +43,7 @@ class PluginHost:
         self.pm = pluggy.PluginManager("hub")
         self.pm.add_hookspecs(hookspecs)
         self.info: dict[str, PluginInfo] = {}
+        self.calling: str | None = None  # the plugin whose hook ``each`` is running (for registrations)
         if autoload:
             self._load_entry_points(allow)
         for path in modules:
@@ -93,6 +94,7 @@ class PluginHost:
         caller = getattr(self.pm.hook, hook_name)
         for impl in reversed(caller.get_hookimpls()):
             name = impl.plugin_name
+            self.calling = name
             try:
                 args = {k: kwargs[k] for k in impl.argnames}
                 results.append((name, impl.function(**args)))
@@ -107,4 +109,6 @@ class PluginHost:
                 )
                 if name in self.info:
                     self.info[name].error = f"{hook_name}: {type(exc).__name__}: {exc}"
+            finally:
+                self.calling = None
         return results

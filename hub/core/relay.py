@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -37,6 +38,7 @@ class Relay:
         self._cursor = 0  # highest outbox id published by this process (embedded transport)
         self._lock_conn: Any = None
         self._last_complete = 0.0
+        self.last_round = time.monotonic()  # when the loop last went round: readiness tells a stuck relay by it
         self.max_inflight = max(4 * batch, 2000)
         self._lock = threading.Lock()
         self._waiting: dict[int, set[str]] = {}  # outbox row -> sinks that have not recorded it yet
@@ -49,7 +51,9 @@ class Relay:
             return True
         if self._lock_conn is None:
             conn = self.store.engine.connect()
-            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": RELAY_LOCK}).scalar()
+            # one lock per bus namespace: hubs sharing a PostgreSQL server do not wait for each other's relay
+            key = RELAY_LOCK ^ zlib.crc32(self.bus.namespace.encode())
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
             conn.commit()
             if not got:
                 conn.close()
@@ -192,6 +196,17 @@ class Relay:
                 or 0
             )
 
+    @staticmethod
+    def _poll_broker(conn: Any) -> None:
+        """Read what the broker sent (heartbeats, a close) and beat: an idle relay notices a broker that went
+        away, and says so in the log, instead of finding out at the next publish."""
+        try:
+            conn.drain_events(timeout=0.001)
+        except (TimeoutError, OSError) as exc:
+            if not isinstance(exc, TimeoutError) and "timed out" not in str(exc):
+                raise
+        conn.heartbeat_check()
+
     # --- the loop ----------------------------------------------------------------------------------------
     def run(self, stop: threading.Event, *, idle: float = 0.1) -> None:
         """Relay until ``stop`` is set; reconnects to the bus and the database after failures."""
@@ -199,6 +214,7 @@ class Relay:
         while not stop.is_set():
             try:
                 if not self._lead():
+                    self.last_round = time.monotonic()  # standing by is healthy: the leader's rows are watched
                     stop.wait(2.0)
                     continue
                 self.start_cursor()
@@ -208,9 +224,14 @@ class Relay:
                         channel.tx_select()
                     producer = Producer(channel)
                     self.bus.declare(conn, self.sinks())
+                    last_poll = time.monotonic()
                     while not stop.is_set():
                         self.wake.clear()
                         moved = self.relay_once(producer)
+                        self.last_round = time.monotonic()
+                        if self.bus.is_amqp and self.last_round - last_poll > 2.0:
+                            self._poll_broker(conn)
+                            last_poll = self.last_round
                         now = time.monotonic()
                         if not self.bus.durable and (len(self._done) >= self.batch or now - self._last_complete > 0.2):
                             self.complete()

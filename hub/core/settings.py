@@ -11,17 +11,78 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from hub.core.auth import secret_problem
 from hub.core.errors import ConfigError
+from hub.core.unknown_settings import Key, check_core, check_sections, env_keys, toml_keys
+
+
+def _strong(value: SecretStr) -> SecretStr:
+    problem = secret_problem(value.get_secret_value()) if value.get_secret_value() else None
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+StrongSecret = Annotated[SecretStr, AfterValidator(_strong)]
+"""A token or webhook secret: empty (not configured) or at least 16 characters, whatever model it is in."""
+
+DEFAULT_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
 
 
 class HttpSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = Field(1_000_000, description="Larger request bodies are refused with 413.")
-    api_token: SecretStr | None = Field(None, description="When set, /api/* needs 'Authorization: Bearer <token>'.")
+    api_token: StrongSecret | None = Field(
+        None,
+        description="When set, /api/* needs 'Authorization: Bearer <token>' (16+ characters); needed beyond loopback.",
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names the hub answers to besides localhost, 127.0.0.1 and ::1 ('*.example.com', '*').",
+    )
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Other origins (https://crm.example.com) allowed to send state-changing requests.",
+    )
+    allow_remote_without_token: bool = Field(
+        False, description="Listen beyond loopback with no API token: anyone reaching the port reads the record."
+    )
+    auth_failures: str = Field(
+        "10/min burst 10", description="Failed authentications allowed per client address; beyond them, 429."
+    )
+    access_log: bool | None = Field(
+        None, description="Log who read or exported client data; default: on with PostgreSQL, off on SQLite."
+    )
+    content_security_policy: str = Field(DEFAULT_CSP, description="Content-Security-Policy of the hub's pages.")
+
+    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _split_names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    docs: bool = Field(True, description="Serve the API docs at /docs and /redoc (assets from the hub itself).")
+
+
+class MetricsSettings(BaseModel):
+    host: str = Field("127.0.0.1", description="Bind address of the probe port of the worker and listener roles.")
+    port: int = Field(
+        9464, ge=0, le=65535, description="/metrics, /healthz, /readyz of a worker or listener process; 0: none."
+    )
 
 
 class SinkDefaults(BaseModel):
@@ -60,6 +121,10 @@ class Settings(BaseSettings):
     auto_migrate: bool = Field(True, description="Upgrade the database schema when the hub starts.")
     http: HttpSettings = Field(default_factory=HttpSettings)
     sink: SinkDefaults = Field(default_factory=SinkDefaults)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    relay_stuck_after: float = Field(
+        60.0, gt=0, description="Seconds an event may wait unrelayed before /readyz says the relay is stuck."
+    )
     log_level: str = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     load_plugins: Annotated[list[str] | None, NoDecode] = Field(
@@ -74,6 +139,7 @@ class Settings(BaseSettings):
 
     config_file: Path | None = Field(None, exclude=True)
     plugin_sections: dict[str, Any] = Field(default_factory=dict, exclude=True)
+    given_keys: list[Key] = Field(default_factory=list, exclude=True)  # what was set, for the typo check
 
     @field_validator("load_plugins", "plugin_modules", mode="before")
     @classmethod
@@ -148,6 +214,8 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
     if path is None and Path("hub.toml").exists():
         path = Path("hub.toml")
     data = _read_toml(path)
+    given = env_keys(Path(".env")) + toml_keys(data, str(path))
+    check_core(given, Settings)  # a typo must not fall back to a default silently
     core = {k: v for k, v in data.items() if not isinstance(v, dict) or k in Settings.model_fields}
     _TOML_CONTEXT["core"] = core
     try:
@@ -157,8 +225,25 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
     finally:
         _TOML_CONTEXT.pop("core", None)
     settings.config_file = path
+    settings.given_keys = given
     settings.plugin_sections = {k: v for k, v in data.items() if isinstance(v, dict) and k not in Settings.model_fields}
     return settings
+
+
+def check_plugin_settings(settings: Settings, models: dict[str, type[BaseModel]]) -> None:
+    """Refuse ``HUB_<PLUGIN>__*`` variables and ``[plugin]`` keys that the plugin's model does not have, and any
+    top-level name that is neither a core setting nor a plugin section. Sections of plugins installed but not
+    loaded are left alone, with a warning."""
+    from importlib.metadata import entry_points
+
+    import structlog
+
+    installed = [ep.name for ep in entry_points(group="hub")]
+    idle = check_sections(settings.given_keys, Settings, models, installed)
+    if idle:
+        structlog.get_logger("hub.settings").warning(
+            "settings given for plugins that are not loaded; ignored", plugins=idle
+        )
 
 
 def load_plugin_settings(settings: Settings, name: str, model: type[BaseModel]) -> BaseModel:
@@ -198,14 +283,38 @@ def load_plugin_settings(settings: Settings, name: str, model: type[BaseModel]) 
     return model.model_validate(loaded.model_dump())
 
 
+SECRET_URL_FIELDS = ("database_url", "bus_url")
+"""Core settings that are URLs with credentials: their passwords are secrets, ``hub config show`` masks them."""
+
+
+def url_password(url: str | None) -> str | None:
+    """The password in ``scheme://user:password@host`` (which may itself contain ``@``), or ``None``."""
+    if not url or "://" not in url:
+        return None
+    rest = url.split("://", 1)[1]
+    # the last "@" ends the credentials: a password may hold "@" or "/" (an "@" in the path over-masks, safely)
+    at = rest.rfind("@")
+    if at < 0:
+        return None
+    user, colon, password = rest[:at].partition(":")
+    if "/" in user:
+        return None
+    return password if colon and password else None
+
+
 def secret_values(model: BaseModel) -> list[str]:
-    """Every ``SecretStr`` value in a settings tree, so logs can redact them wherever they appear."""
+    """Every ``SecretStr`` value in a settings tree (and the passwords of the database and bus URLs), so logs can
+    redact them wherever they appear, whatever their length."""
     found: list[str] = []
+    for name in SECRET_URL_FIELDS:
+        password = url_password(getattr(model, name, None))
+        if password:
+            found.append(password)
 
     def walk(value: Any) -> None:
         if isinstance(value, SecretStr):
             raw = value.get_secret_value()
-            if raw and len(raw) >= 4:
+            if raw:
                 found.append(raw)
         elif isinstance(value, BaseModel):
             for name in type(value).model_fields:
@@ -232,4 +341,17 @@ def masked_dump(model: BaseModel) -> dict[str, Any]:
             return {k: mask(value.get(k), getattr(template, k)) for k in value}
         return value
 
-    return {k: mask(v, getattr(model, k, None)) for k, v in data.items()}
+    masked = {k: mask(v, getattr(model, k, None)) for k, v in data.items()}
+    for name in SECRET_URL_FIELDS:
+        if isinstance(masked.get(name), str):
+            masked[name] = mask_url(masked[name])
+    return masked
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password shown as ``***`` (``redis://:***@host``, ``amqp://hub:***@mq``)."""
+    password = url_password(url)
+    if not password:
+        return url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://{rest.replace(':' + password + '@', ':***@', 1)}"

@@ -22,6 +22,10 @@ class Sink:
     - ``max_attempts``, ``backoff_base``, ``backoff_max``, ``timeout``: override the hub-wide ``HUB_SINK__*``
       defaults (a ``deliver`` call running longer than ``timeout`` seconds counts as a failed attempt).
 
+    - ``spread``: with several worker processes on RabbitMQ, each consumes a share of this sink's partitions
+      (the default). ``False`` keeps every partition with one process at a time (single-active-consumer), for
+      a sink that must batch an account's whole traffic in one place.
+
     Set them on the class or, per connected account, on the instance.
     """
 
@@ -34,6 +38,7 @@ class Sink:
     backoff_base: float | None = None
     backoff_max: float | None = None
     timeout: float | None = None
+    spread: bool = True
 
     def accepts(self, event: Event) -> bool:
         """Whether this sink wants the event at all (filter by type, say). Skipped events are recorded."""

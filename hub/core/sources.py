@@ -9,13 +9,52 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class SenderCheck:
+    """How a webhook route knows who sent a request: ``what`` (a signature, a token, a secret path), whether it
+    is ``configured``, and, when it is not, ``missing``: what to set. A route without it is never mounted."""
+
+    what: str
+    configured: bool
+    missing: str = ""
+
+
+@dataclass(frozen=True)
 class WebhookRoute:
-    """An HTTP route served by the web role. ``handler(request) -> response`` (Starlette types)."""
+    """An HTTP route served by the web role. ``handler(request) -> response`` (Starlette types).
+
+    Routes under ``/api/`` are guarded by the API token. Every other route is a webhook and must say how it
+    verifies its sender (``sender``): without a configured check it is not mounted at all (404), and
+    ``hub plugins list`` says what is missing.
+    """
 
     path: str
     handler: Callable[[Any], Awaitable[Any]]
     methods: Sequence[str] = ("POST",)
     name: str | None = None
+    sender: SenderCheck | None = None
+
+    @property
+    def is_api(self) -> bool:
+        return self.path == "/api" or self.path.startswith("/api/")
+
+    def unmounted_because(self) -> str | None:
+        """Why this route must not be served, or ``None`` when it may."""
+        if self.is_api:
+            return None
+        if self.sender is None:
+            return "it declares no sender verification (a webhook must check a signature, token or secret)"
+        if not self.sender.configured:
+            return f"{self.sender.what} is not configured: {self.sender.missing or 'see the plugin docs'}"
+        return None
+
+
+@dataclass(frozen=True)
+class UnmountedRoute:
+    """A route a plugin offered that the hub does not serve, and why."""
+
+    plugin: str
+    path: str
+    reason: str
 
 
 @dataclass

@@ -57,12 +57,16 @@ class Store:
         self.dialect = parsed.get_backend_name()
         if self.dialect == "sqlite":
             db = parsed.database
-            if db and db != ":memory:":
-                Path(db).parent.mkdir(parents=True, exist_ok=True)
+            if db and db != ":memory:" and not db.startswith("file:"):
+                try:
+                    Path(db).parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise ConfigError(f"cannot create the data directory {Path(db).parent}: {exc.strerror}") from None
             self.engine: Engine = create_engine(
                 url,
                 echo=echo,
                 json_serializer=_json_dumps,
+                hide_parameters=True,  # a database error must never carry names and phones into a log line
                 connect_args={"check_same_thread": False, "timeout": 60},
             )
             self._setup_sqlite(self.engine)
@@ -75,6 +79,7 @@ class Store:
                 url,
                 echo=echo,
                 json_serializer=_json_dumps,
+                hide_parameters=True,  # a database error must never carry names and phones into a log line
                 pool_size=10,
                 max_overflow=20,
                 pool_pre_ping=True,

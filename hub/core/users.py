@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import structlog
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from pydantic import SecretStr
 from sqlalchemy import delete, func, insert, select, update
 
 from hub.core import schema as s
+from hub.core.auth import Authenticator, Principal, StaticToken
 from hub.core.errors import BadInput, NotFound
 from hub.core.record import as_utc
 from hub.core.store import Store
@@ -24,8 +29,11 @@ from hub.core.store import Store
 ROLES = ("operator", "admin")
 LANGUAGES = ("ru", "en")
 TOKEN_PREFIX = "hubu_"
+USE_NOTE_S = 300.0
+_LAST_NOTED: dict[int, float] = {}
 MIN_PASSWORD = 8
 
+log = structlog.get_logger("hub.users")
 _hasher = PasswordHasher()
 # Checked when the username is unknown, so a wrong name costs as long as a wrong password (no user enumeration).
 _DUMMY_HASH = _hasher.hash("not a password of anyone")
@@ -53,19 +61,6 @@ class User:
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who an API request acts for: a user through a personal token, or the hub's single configured token."""
-
-    user: User | None
-    token_id: int | None
-    name: str
-
-    @property
-    def is_admin(self) -> bool:
-        return self.user is None or self.user.is_admin  # the single configured token has always been all-powerful
 
 
 @dataclass(frozen=True)
@@ -321,7 +316,7 @@ class Users:
         if not done.rowcount:
             raise NotFound(f"no live API token {token_id}")
 
-    def verify_api_token(self, token: str) -> Principal | None:
+    def verify_api_token(self, token: str) -> User | None:
         """The user a personal API token acts for, or ``None`` (unknown, revoked, or its user disabled)."""
         if not token.startswith(TOKEN_PREFIX):
             return None
@@ -334,14 +329,65 @@ class Users:
             row = conn.execute(query).first()
         if row is None or row.revoked_at is not None or not row.active:
             return None
-        with self.store.write() as conn:
-            conn.execute(update(s.api_tokens).where(s.api_tokens.c.id == row.token_id).values(last_used_at=_now()))
-        user = _user(row)
-        return Principal(user=user, token_id=row.token_id, name=user.username)
+        self._note_use(int(row.token_id))
+        return _user(row)
+
+    def _note_use(self, token_id: int) -> None:
+        """Record when a token was last used, at most every few minutes and off the caller's thread: the API's
+        check runs on the event loop and must never wait for the database's write lock."""
+        now = time.monotonic()
+        if now - _LAST_NOTED.get(token_id, -USE_NOTE_S) < USE_NOTE_S:
+            return
+        _LAST_NOTED[token_id] = now
+
+        def write() -> None:
+            try:
+                with self.store.write() as conn:
+                    conn.execute(update(s.api_tokens).where(s.api_tokens.c.id == token_id).values(last_used_at=_now()))
+            except Exception as exc:  # a lost "last used" time is not worth failing anything for
+                log.warning("api token use not recorded", token_id=token_id, error=str(exc))
+
+        threading.Thread(target=write, name="api-token-use", daemon=True).start()
 
 
-def verify_api_token(store: Store, token: str, configured: str | None = None) -> Principal | None:
-    """The bearer check of the REST API: the hub's configured single token, or a user's personal token."""
-    if configured and secrets.compare_digest(token.encode(), configured.encode()):
-        return Principal(user=None, token_id=None, name="api-token")
-    return Users(store).verify_api_token(token)
+class UserTokens:
+    """The personal API tokens as an :class:`hub.core.auth.Authenticator`: a request acts as ``user:<name>``."""
+
+    def __init__(self, store: Store) -> None:
+        self.users = Users(store)
+
+    def authenticate(self, token: str) -> Principal | None:
+        user = self.users.verify_api_token(token)
+        return Principal("user", user.username) if user is not None else None
+
+
+class AnyToken:
+    """The first of several authenticators that knows the token."""
+
+    def __init__(self, *authenticators: Authenticator) -> None:
+        self.authenticators = authenticators
+
+    def authenticate(self, token: str) -> Principal | None:
+        for authenticator in self.authenticators:
+            found = authenticator.authenticate(token)
+            if found is not None:
+                return found
+        return None
+
+
+def api_authenticator(store: Store, api_token: SecretStr | None) -> Authenticator | None:
+    """Who the REST API lets in: with ``HUB_HTTP__API_TOKEN`` set, that token or any user's personal token.
+
+    Without it the API is open to loopback only, as before (``None``: the security layer lets everyone in).
+    """
+    if api_token is None:
+        return None
+    return AnyToken(StaticToken(api_token), UserTokens(store))
+
+
+def verify_api_token(store: Store, token: str, api_token: SecretStr | None = None) -> Principal | None:
+    """The bearer check of the REST API as one call: the configured single token, or a user's personal token."""
+    authenticators: list[Authenticator] = [UserTokens(store)]
+    if api_token is not None:
+        authenticators.insert(0, StaticToken(api_token))
+    return AnyToken(*authenticators).authenticate(token)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 from typing import Any
 
@@ -14,12 +13,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub import __version__
+from hub.core.backlog import refresh_gauges
+from hub.core.dlq import LetterFilter
 from hub.core.errors import BadInput, ConfigError, ExternalAPIError, HubError, NotFound
 from hub.core.events import observation_adapter
 from hub.core.hub import Hub
 from hub.core.metrics import METRICS
-from hub.core.users import verify_api_token
+from hub.core.readiness import Readiness
+from hub.core.users import api_authenticator
 from hub.web.console import mount_console
+from hub.web.docs import mount_docs
+from hub.web.security import install_security
 
 log = structlog.get_logger("hub.web")
 
@@ -101,9 +105,13 @@ def create_app(hub: Hub) -> FastAPI:
         title="crm-hub",
         version=__version__,
         description="One client record and one timeline across CRMs, telephony, email and Excel.",
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.hub = hub
-    token = hub.settings.http.api_token
+    if hub.settings.http.docs:
+        mount_docs(app)  # assets served by the hub itself: the docs work offline
+    readiness = Readiness(hub, relay_stuck_after=hub.settings.relay_stuck_after)
 
     @app.exception_handler(HubError)
     async def _hub_error(_request: Request, exc: HubError) -> JSONResponse:
@@ -122,20 +130,6 @@ def create_app(hub: Hub) -> FastAPI:
         log.error("request failed", path=request.url.path, error=str(exc), error_type=type(exc).__name__, exc_info=True)
         return _error(500, "internal_error", "the hub failed to handle this request; see its log")
 
-    @app.middleware("http")
-    async def _auth(request: Request, call_next: Any) -> Any:
-        if token is not None and request.url.path.startswith("/api/"):
-            given = request.headers.get("authorization", "")
-            expected = f"Bearer {token.get_secret_value()}"
-            if not hmac.compare_digest(given.encode(), expected.encode()) and not (
-                given.startswith("Bearer ")
-                and await run_in_threadpool(verify_api_token, hub.store, given[7:]) is not None
-            ):
-                return _error(
-                    401, "unauthorized", "send 'Authorization: Bearer <HUB_HTTP__API_TOKEN or a personal API token>'"
-                )
-        return await call_next(request)
-
     # --- operations ------------------------------------------------------------------------------------
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:
@@ -144,20 +138,16 @@ def create_app(hub: Hub) -> FastAPI:
 
     @app.get("/readyz", tags=["operations"])
     def readyz() -> JSONResponse:
-        """Readiness: the database answers and no plugin reports itself down."""
-        health = hub.health()
-        down = [name for name, report in health["plugins"].items() if report.get("status") == "down"]
-        ready = bool(health["database"]) and not down
-        return JSONResponse({"ready": ready, **health, "down": down}, status_code=200 if ready else 503)
+        """Readiness: the database takes a write, the bus answers, the relay moves, no account or plugin is down.
+        503 names what failed (``checks``) and what is down (``down``)."""
+        report = readiness.report()
+        return JSONResponse(report, status_code=200 if report["ready"] else 503)
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
     def metrics() -> Response:
-        """Prometheus metrics."""
-        try:
-            METRICS.outbox_pending.set(hub.relay.lag())
-        except Exception as exc:  # metrics must answer even when the database does not
-            log.warning("could not read outbox lag", error=str(exc))
-        return Response(generate_latest(METRICS.registry), media_type=CONTENT_TYPE_LATEST)
+        """Prometheus metrics of this process, and the whole hub's backlog read at scrape time."""
+        refresh_gauges(hub)
+        return Response(generate_latest(METRICS.for_role(hub.role)), media_type=CONTENT_TYPE_LATEST)
 
     # --- observations ----------------------------------------------------------------------------------
     schema = observation_adapter.json_schema(ref_template="#/components/schemas/{model}")
@@ -262,8 +252,16 @@ def create_app(hub: Hub) -> FastAPI:
 
     # --- dead letters ----------------------------------------------------------------------------------
     @app.get("/api/dlq", tags=["operations"])
-    def dlq_list(queue: str | None = None, status: str = "open") -> dict[str, Any]:
-        return {"items": [d.summary() for d in hub.dlq.list(queue=queue, status=status)]}
+    def dlq_list(
+        queue: str | None = None,
+        status: str = "open",
+        kind: str | None = None,
+        after: int = Query(0, ge=0, le=2**62, description="Page on: letters with an id over this one."),
+        limit: int = Query(100, ge=1, le=1000),
+    ) -> dict[str, Any]:
+        """Dead letters in id order, filtered by queue (sink), status and error kind; page on with ``after``."""
+        where = LetterFilter(queue=queue, kind=kind, status=status)
+        return {"items": [d.summary() for d in hub.dlq.list(where=where, after=after, limit=limit)]}
 
     @app.post("/api/dlq/{letter_id}/replay", tags=["operations"])
     def dlq_replay(letter_id: int) -> dict[str, Any]:
@@ -271,14 +269,18 @@ def create_app(hub: Hub) -> FastAPI:
 
     # --- plugin routes ---------------------------------------------------------------------------------
     for route in hub.routes:
-        app.add_api_route(
-            route.path,
-            route.handler,
-            methods=list(route.methods),
-            name=route.name,
-            tags=["webhooks"],
-            include_in_schema=True,
-        )
+        for method in sorted(route.methods):  # one operation id per method: OpenAPI needs them unique
+            app.add_api_route(
+                route.path,
+                route.handler,
+                methods=[method],
+                name=route.name,
+                operation_id=f"{route.name or route.handler.__name__}_{method.lower()}"
+                if len(route.methods) > 1
+                else None,
+                tags=["webhooks"],
+                include_in_schema=True,
+            )
 
     original_openapi = app.openapi
 
@@ -290,4 +292,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.openapi = openapi  # type: ignore[method-assign]
     mount_console(app, hub)
     app.add_middleware(BodyLimit, limit=hub.settings.http.max_body_bytes)
+    install_security(
+        app, hub, api_authenticator(hub.store, hub.settings.http.api_token)
+    )  # outermost: Host, origin, media type and the API token before anything is read
     return app

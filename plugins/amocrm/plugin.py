@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from hub import hookimpl
-from hub.core.sources import Poller
+from hub.core.sources import Poller, SenderCheck
 from plugins.amocrm.cli import amocrm
 from plugins.amocrm.connection import accounts, forget
 from plugins.amocrm.inbound import Inbound
@@ -31,8 +32,8 @@ def hub_register_sinks(hub: Any, register: Any) -> None:
 @hookimpl
 def hub_register_routes(hub: Any, register: Any) -> None:
     secrets = {a.key: a.settings.webhook_secret.get_secret_value() for a in accounts(hub) if a.settings.webhook_secret}
-    if secrets:
-        register(webhook_route(hub, secrets))
+    sender = SenderCheck("the secret webhook path", bool(secrets), "set HUB_AMOCRM__WEBHOOK_SECRET")
+    register(replace(webhook_route(hub, secrets), sender=sender))
 
 
 @hookimpl

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from hub import hookimpl
-from hub.core.sources import Poller
+from hub.core.sources import Poller, SenderCheck
 from plugins.bitrix24.cli import bitrix24
 from plugins.bitrix24.connection import forget, portals
 from plugins.bitrix24.inbound import Inbound
@@ -31,8 +32,9 @@ def hub_register_sinks(hub: Any, register: Any) -> None:
 @hookimpl
 def hub_register_routes(hub: Any, register: Any) -> None:
     found = portals(hub)
-    if any(p.settings.application_token for p in found):
-        register(webhook_route(hub, found))
+    configured = any(p.settings.application_token for p in found)
+    sender = SenderCheck("auth[application_token]", configured, "set HUB_BITRIX24__APPLICATION_TOKEN")
+    register(replace(webhook_route(hub, found), sender=sender))
 
 
 @hookimpl

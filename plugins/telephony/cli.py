@@ -133,17 +133,17 @@ def sandbox_ami(
     rng = random.Random(seed)
     try:
         if replay or generate:
-            click.echo("waiting for the hub to log in...")
+            click.echo("waiting for the hub to log in...", err=True)  # progress: stderr, stdout stays clean
             while not sandbox.wait_for_login(timeout=1.0):
                 pass
         for path in replay:
             events = load_ami_session(path)
             sandbox.send_events(events)
-            click.echo(f"replayed {path.name}: {len(events)} events")
+            click.echo(f"replayed {path.name}: {len(events)} events", err=True)
         for n in range(generate):
             kind = rng.choice(_KINDS)
             sandbox.send_events(generate_call(kind, rng=rng))
-            click.echo(f"call {n + 1}/{generate}: {kind}")
+            click.echo(f"call {n + 1}/{generate}: {kind}", err=True)
             time.sleep(interval)
         threading.Event().wait()
     except KeyboardInterrupt:

@@ -24,6 +24,7 @@ from plugins.telephony import mango, zadarma
 from plugins.telephony.ami import OriginateRequest
 from plugins.telephony.asterisk import AsteriskCallTracker
 from plugins.telephony.calls import OriginateResult
+from plugins.telephony.dialpolicy import check_dialable
 from plugins.telephony.listener import make_connection
 from plugins.telephony.settings import TelephonySettings
 
@@ -81,6 +82,7 @@ class ClickToCall:
         if not extension or len(extension) > 32 or any(ch in extension for ch in "\r\n/ "):
             raise BadInput("give the operator's extension (e.g. '201') as 'extension'")
         e164 = normalize_phone(str(phone or ""), self.region)
+        check_dialable(e164, self.settings.dial, self.region)  # before anything is recorded or dialled
         provider = choose_provider(self.settings)
         request_id = uuid.uuid4().hex
         entry = {

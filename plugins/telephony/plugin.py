@@ -41,6 +41,8 @@ def hub_register_listeners(hub: Any, register: Any) -> None:
         register(Listener("telephony:ami", listener.run))
         register(Poller("telephony:ami-stale-calls", listener.expire, interval=300.0, run_at_start=False))
     register(Poller("telephony:old-call-events", rt.intake.forget_old_calls_now, interval=3600.0))
+    if rt.settings.zadarma.secret.get_secret_value():
+        register(Poller("telephony:zadarma-replay-marks", rt.zadarma_replays.forget_old_now, interval=3600.0))
 
 
 @hookimpl

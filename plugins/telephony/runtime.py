@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
@@ -9,6 +10,7 @@ from plugins.telephony.clicktocall import ClickToCall, choose_provider
 from plugins.telephony.intake import CallIntake
 from plugins.telephony.listener import AMIListener
 from plugins.telephony.live import LiveCalls
+from plugins.telephony.replay import ZadarmaReplayGuard
 from plugins.telephony.settings import TelephonySettings
 
 if TYPE_CHECKING:
@@ -26,6 +28,12 @@ class Telephony:
         self.intake = CallIntake(hub, self.settings, self.live)
         self.listener: AMIListener | None = None
         self.click = ClickToCall(hub, self.settings, listener=lambda: self.listener)
+        self.zadarma_replays = ZadarmaReplayGuard(
+            hub.state,
+            account=self.account_zadarma,
+            timezone=self.settings.zadarma.timezone,
+            retention=timedelta(hours=self.settings.call_events_retention_hours),
+        )
 
     @property
     def account_mango(self) -> str:
@@ -41,7 +49,7 @@ class Telephony:
         return self.listener
 
     def sources(self) -> list[str]:
-        found = ["generic"]
+        found = ["generic"] if self.settings.generic_token else []
         if self.settings.ami.host:
             found.append("asterisk")
         if self.settings.mango.api_key:

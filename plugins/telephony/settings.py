@@ -6,6 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 
+from hub.core.settings import StrongSecret
+from plugins.telephony.dialpolicy import DialPolicy
+
 
 class AMISettings(BaseModel):
     """An Asterisk Manager Interface account (``manager.conf``); the listener runs only when ``host`` is set."""
@@ -47,7 +50,7 @@ class MangoSettings(BaseModel):
     """Mango Office VPBX API: the key and salt from the VPBX 'API connector' page."""
 
     api_key: str = ""
-    api_salt: SecretStr = SecretStr("")
+    api_salt: StrongSecret = SecretStr("")
     api_url: str = Field(default="https://app.mango-office.ru/vpbx/", description="Base URL of the VPBX API.")
     account: str = Field(default="", description="How this VPBX is named in source refs; defaults to the API key.")
 
@@ -56,7 +59,7 @@ class ZadarmaSettings(BaseModel):
     """Zadarma API key and secret (personal account, 'Settings / API')."""
 
     key: str = ""
-    secret: SecretStr = SecretStr("")
+    secret: StrongSecret = SecretStr("")
     api_url: str = Field(default="https://api.zadarma.com", description="Base URL of the Zadarma API.")
     account: str = Field(default="", description="How this account is named in source refs; defaults to the API key.")
     timezone: str = Field(
@@ -87,8 +90,13 @@ class TelephonySettings(BaseModel):
     max_extension_length: int = Field(
         5, ge=1, le=9, description="Digit strings up to this length are extensions (internal), not phone numbers."
     )
-    generic_token: SecretStr | None = Field(
-        None, description="When set, the generic call-event form needs 'Authorization: Bearer <token>'."
+    generic_token: StrongSecret | None = Field(
+        None,
+        description="The generic call-event form exists only with this token (16+ characters), sent as "
+        "'Authorization: Bearer <token>'.",
+    )
+    dial: DialPolicy = Field(
+        default_factory=DialPolicy, description="Which numbers click-to-call may dial (toll-fraud protection)."
     )
     click_to_call: Literal["ami", "mango", "zadarma"] | None = Field(
         None,

@@ -14,7 +14,7 @@ from hub.web.app import create_app
 def api(backend):
     hub = backend.hub()
     hub.prepare()
-    with TestClient(create_app(hub)) as client:
+    with TestClient(create_app(hub), base_url="http://127.0.0.1") as client:
         client.hub = hub  # type: ignore[attr-defined]
         yield client
 
@@ -151,11 +151,11 @@ def test_merge_and_undo_through_the_api(api):
 
 
 def test_api_token_protects_the_api_but_not_health(embedded):
-    hub = embedded.hub(http={"api_token": "s3cret-token"})
+    hub = embedded.hub(http={"api_token": "s3cret-token-of-16+chars"})
     hub.prepare()
-    with TestClient(create_app(hub)) as client:
+    with TestClient(create_app(hub), base_url="http://127.0.0.1") as client:
         assert client.get("/api/clients", params={"q": "x"}).status_code == 401
-        ok = client.get("/api/clients", params={"q": "x"}, headers={"authorization": "Bearer s3cret-token"})
+        ok = client.get("/api/clients", params={"q": "x"}, headers={"authorization": "Bearer s3cret-token-of-16+chars"})
         assert ok.status_code == 200
         assert client.get("/healthz").status_code == 200
 

@@ -107,9 +107,9 @@ def test_dlq_list_show_replay(backend, run_cli):
     hub.start("all")
     hub.ingest(ClientObservation(source=SourceRef(system="excel", entity="row", id="1"), phones=["+79161234567"]))
     wait_for(lambda: hub.dlq.list())
-    listed = json.loads(run_cli("dlq", "list", "--json").output)
+    listed = json.loads(run_cli("dlq", "list", "--json").stdout)
     assert listed[0]["queue"] == "crm" and "remote is down" in listed[0]["error"]
-    shown = json.loads(run_cli("dlq", "show", str(listed[0]["id"])).output)
+    shown = json.loads(run_cli("dlq", "show", str(listed[0]["id"])).stdout)
     assert shown["payload"]["type"] == "client.changed" and shown["context"]["sink"] == "crm"
     sink.fail_times = 0
     assert "1 dead letter(s) replayed" in run_cli("dlq", "replay", "--all").output

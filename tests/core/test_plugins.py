@@ -54,6 +54,31 @@ def hub_env(site: Path, tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+EXAMPLE_TOKEN = "example-token-0123456789"
+EXAMPLE_AUTH = {"Authorization": f"Bearer {EXAMPLE_TOKEN}"}
+
+
+def test_a_webhook_without_its_sender_check_does_not_exist(example_site, tmp_path):
+    port = free_port()
+    proc = subprocess.Popen(
+        hub_cmd("run", "--port", str(port)),
+        env=hub_env(example_site, tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _up(base), timeout=30)
+        r = httpx.post(f"{base}/webhooks/example", json={"id": "n1", "phone": "8 916 123-45-67", "text": "x"})
+        assert r.status_code == 404
+        assert "/webhooks/example" not in httpx.get(f"{base}/openapi.json").text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
+
+
 def hub_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "hub.cli", *args]
 
@@ -71,6 +96,13 @@ def test_a_pip_installed_plugin_is_listed_with_version_hooks_and_health(example_
     assert example["version"] == "1.0.0"
     assert {"hub_register_routes", "hub_register_sinks", "hub_register_commands", "hub_health"} <= set(example["hooks"])
     assert example["health"]["status"] == "degraded"  # its events file is not configured
+    # no token configured: its webhook is not served, and the listing says what to set
+    assert example["routes_not_mounted"] == [
+        {
+            "path": "/webhooks/example",
+            "reason": "the example token is not configured: set HUB_EXAMPLE__TOKEN (16+ characters)",
+        }
+    ]
 
 
 def test_a_plugin_adds_a_cli_command(example_site, tmp_path):
@@ -94,16 +126,18 @@ def test_the_allowlist_keeps_other_plugins_out(example_site, tmp_path):
 def test_the_example_plugin_runs_in_the_daemon_and_sigterm_drains(example_site, tmp_path):
     events_file = tmp_path / "events.jsonl"
     port = free_port()
-    env = hub_env(example_site, tmp_path, HUB_EXAMPLE__EVENTS_FILE=str(events_file))
+    env = hub_env(example_site, tmp_path, HUB_EXAMPLE__EVENTS_FILE=str(events_file), HUB_EXAMPLE__TOKEN=EXAMPLE_TOKEN)
     proc = subprocess.Popen(
         hub_cmd("run", "--port", str(port)), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for(lambda: _up(base), timeout=30)
-        r = httpx.post(f"{base}/webhooks/example", json={"id": "n1", "phone": "8 916 123-45-67", "text": "Привет"})
+        note = {"id": "n1", "phone": "8 916 123-45-67", "text": "Привет"}
+        assert httpx.post(f"{base}/webhooks/example", json=note).status_code == 401  # no token, nothing stored
+        r = httpx.post(f"{base}/webhooks/example", json=note, headers=EXAMPLE_AUTH)
         assert r.status_code == 200, r.text
-        assert httpx.post(f"{base}/webhooks/example", json={"id": "n2"}).status_code == 422
+        assert httpx.post(f"{base}/webhooks/example", json={"id": "n2"}, headers=EXAMPLE_AUTH).status_code == 422
         lines = wait_for(lambda: events_file.exists() and events_file.read_text("utf-8").splitlines(), timeout=30)
         types = [json.loads(line)["type"] for line in lines]
         wait_for(lambda: len(events_file.read_text("utf-8").splitlines()) == 2, timeout=10)

@@ -27,7 +27,7 @@ class Browser:
     """An HTTP client with cookies, following the console's own forms (CSRF token included)."""
 
     def __init__(self, app: Any) -> None:
-        self.http = TestClient(app, follow_redirects=False)
+        self.http = TestClient(app, base_url="http://127.0.0.1", follow_redirects=False)
         self.csrf = ""
 
     def login(self, username: str, password: str = PASSWORD) -> Any:

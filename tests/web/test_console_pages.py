@@ -280,5 +280,5 @@ def test_hub_report_prints_and_writes_xlsx_and_hub_users_and_tokens_work(embedde
     assert run("users", "passwd", "vera", "--password", "short").exit_code != 0
     assert "changed" in run("users", "passwd", "vera", "--password", "another long one").output
     token = run("tokens", "create", "vera").output.strip()
-    assert token.startswith("hubu_") and Users(hub.store).verify_api_token(token).user.username == "vera"
+    assert token.startswith("hubu_") and Users(hub.store).verify_api_token(token).username == "vera"
     assert token not in run("tokens", "list").output

@@ -33,7 +33,7 @@ def _console_paths() -> list[tuple[str, str]]:
 
 def test_every_console_route_sends_a_stranger_to_the_login_page(console_hub):
     app = create_app(console_hub)
-    stranger = TestClient(app, follow_redirects=False)
+    stranger = TestClient(app, base_url="http://127.0.0.1", follow_redirects=False)
     paths = _console_paths()
     assert len(paths) >= 15
     for method, path in paths:
@@ -131,7 +131,7 @@ def test_a_forged_or_foreign_cookie_is_no_session(browser, console_hub):
     b.login("anna")
     real = b.http.cookies.get("hub_session")
     assert real
-    stranger = TestClient(create_app(console_hub), follow_redirects=False)
+    stranger = TestClient(create_app(console_hub), base_url="http://127.0.0.1", follow_redirects=False)
     stranger.cookies.set("hub_session", real[:-3] + "abc", path="/console")
     assert stranger.get("/console/clients").status_code == 303
     stranger.cookies.clear()
@@ -154,7 +154,7 @@ def test_logging_out_ends_the_session_on_the_server(browser, console_hub):
     b.login("anna")
     cookie = b.http.cookies.get("hub_session")
     assert b.post("/console/logout").status_code == 303
-    replay = TestClient(create_app(console_hub), follow_redirects=False)
+    replay = TestClient(create_app(console_hub), base_url="http://127.0.0.1", follow_redirects=False)
     replay.cookies.set("hub_session", cookie, path="/console")
     assert replay.get("/console/clients").status_code == 303
 
@@ -183,7 +183,7 @@ def test_the_api_takes_personal_tokens_and_the_single_token(embedded):
     users = Users(hub.store)
     users.add("bot", PASSWORD, role="operator")
     personal = users.create_api_token("bot")
-    api = TestClient(create_app(hub))
+    api = TestClient(create_app(hub), base_url="http://127.0.0.1")
     assert api.get("/api/clients?q=x").status_code == 401
     assert api.get("/api/clients?q=x", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert api.get("/api/clients?q=x", headers={"Authorization": "Bearer the-single-token-123"}).status_code == 200

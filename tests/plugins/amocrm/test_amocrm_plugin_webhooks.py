@@ -34,7 +34,7 @@ def test_a_wrong_or_missing_secret_is_404_and_stores_nothing(connected_embedded:
     hub = connected_embedded.hub()
     hub.prepare()
     body = fixture_text("webhook_contacts_add_raw_body.txt")
-    with TestClient(create_app(hub)) as http:
+    with TestClient(create_app(hub), base_url="http://127.0.0.1") as http:
         assert http.post("/webhooks/amocrm/not-the-secret-at-all", content=body, headers=FORM).status_code == 404
         assert http.post("/webhooks/amocrm/", content=body, headers=FORM).status_code == 404
         answer = http.post(ROUTE, content="garbage&&&", headers=FORM)
@@ -48,7 +48,7 @@ def test_a_hint_is_reread_and_the_client_arrives_with_its_cyrillic_name_and_norm
     hub = connected.hub()
     hub.start("all")
     contact_id, body = make_contact(connected.sandbox, "Иван Петров", "8 (916) 123-45-67")
-    with TestClient(create_app(hub)) as http:
+    with TestClient(create_app(hub), base_url="http://127.0.0.1") as http:
         answer = http.post(ROUTE, content=body, headers=FORM)
         assert answer.status_code == 200 and answer.json()["stored"] == 1
         assert http.post(ROUTE, content=body, headers=FORM).json()["stored"] in (0, 1)  # a resend is harmless
@@ -64,7 +64,7 @@ def test_a_forged_webhook_body_is_not_trusted_the_api_wins(connected_embedded: C
     _contact_id, body = make_contact(connected_embedded.sandbox, "Мария Иванова", "+7 916 765-43-21")
     forged = body.replace("%D0%9C%D0%B0%D1%80%D0%B8%D1%8F", "%D0%92%D0%B7%D0%BB%D0%BE%D0%BC")  # Мария → Взлом
     assert forged != body
-    with TestClient(create_app(hub)) as http:
+    with TestClient(create_app(hub), base_url="http://127.0.0.1") as http:
         assert http.post(ROUTE, content=forged, headers=FORM).status_code == 200
     assert hub.wait_idle(20)
     [client] = hub.find_clients(phone="+79167654321")
@@ -76,7 +76,7 @@ def test_a_contact_deleted_before_it_is_read_is_logged_and_dropped(connected_emb
     hub.start("all")
     contact_id, body = make_contact(connected_embedded.sandbox, "Удалённый Контакт", "+7 916 000-00-01")
     connected_embedded.sandbox.admin("delete", {"entity": "contacts", "id": contact_id})
-    with TestClient(create_app(hub)) as http:
+    with TestClient(create_app(hub), base_url="http://127.0.0.1") as http:
         assert http.post(ROUTE, content=body, headers=FORM).status_code == 200
         # The documented capture names a contact this account never had: the same path.
         raw = fixture_text("webhook_contacts_add_raw_body.txt")

@@ -155,7 +155,7 @@ def test_a_portal_is_connected_once(wired_embedded: Wired, make_portal: Any) -> 
         return encode({"event": "ONCRMCONTACTADD", "data": {"FIELDS": {"ID": "1"}}, "ts": "1", "auth": auth})
 
     form = {"content-type": "application/x-www-form-urlencoded"}
-    with TestClient(create_app(hub)) as http:
+    with TestClient(create_app(hub), base_url="http://127.0.0.1") as http:
         first = http.post(
             "/webhooks/bitrix24", content=event(wired_embedded.portal.sandbox.application_token), headers=form
         )

@@ -37,7 +37,7 @@ def test_a_wrong_application_token_is_401_and_stores_nothing(wired_embedded: Wir
     hub = wired_embedded.hub()
     hub.prepare()
     body = fixture_text("event_ONCRMCONTACTADD_raw_body.txt")  # signed with another portal's token
-    with TestClient(create_app(hub)) as http:
+    with TestClient(create_app(hub), base_url="http://127.0.0.1") as http:
         answer = http.post(ROUTE, content=body, headers=FORM)
         assert answer.status_code == 401 and answer.json()["error"] == "unauthorized"
         assert RAW_TOKEN not in answer.text and wired_embedded.portal.sandbox.application_token not in answer.text
@@ -73,7 +73,7 @@ def test_the_documented_event_bodies_are_accepted_end_to_end(wired: Wired, name:
         add_with_id(wired, "contact", int(parse_event(body).entity_id), contact)
     hub = wired.hub()
     hub.start("all")
-    with TestClient(create_app(hub)) as http:
+    with TestClient(create_app(hub), base_url="http://127.0.0.1") as http:
         answer = http.post(ROUTE, content=body, headers=FORM)
         assert answer.status_code == 200 and answer.json()["stored"] == 1
         assert http.post(ROUTE, content=body, headers=FORM).status_code == 200  # a resend is harmless
@@ -99,7 +99,7 @@ def test_an_entity_deleted_before_it_is_read_is_logged_and_dropped(wired_embedde
     sandbox.crm._delete("contact", {"id": contact_id})
     hub = wired_embedded.hub()
     hub.start("all")
-    with structlog.testing.capture_logs() as logs, TestClient(create_app(hub)) as http:
+    with structlog.testing.capture_logs() as logs, TestClient(create_app(hub), base_url="http://127.0.0.1") as http:
         assert http.post(ROUTE, content=body, headers=FORM).status_code == 200
         assert hub.wait_idle(20)
     gone = [e for e in logs if e["event"] == "bitrix24.gone_before_read"]
@@ -119,7 +119,7 @@ def test_an_unknown_or_unread_event_is_answered_200_and_stores_nothing(wired_emb
             "auth": {"application_token": wired_embedded.portal.sandbox.application_token, "domain": "x.bitrix24.ru"},
         }
     )
-    with structlog.testing.capture_logs() as logs, TestClient(create_app(hub)) as http:
+    with structlog.testing.capture_logs() as logs, TestClient(create_app(hub), base_url="http://127.0.0.1") as http:
         answer = http.post(ROUTE, content=body, headers=FORM)
     assert answer.status_code == 200 and answer.json()["stored"] == 0
     assert any(e["event"] == "bitrix24.event_ignored" and e["event_name"] == event for e in logs)

@@ -95,7 +95,7 @@ def test_the_http_export_downloads_the_same_workbook(backend, monkeypatch, tmp_p
     env = excel_hub(backend, monkeypatch)
     fill(env, tmp_path)
     env.hub.prepare()
-    api = TestClient(create_app(env.hub))
+    api = TestClient(create_app(env.hub), base_url="http://127.0.0.1")
     response = api.get("/api/export.xlsx", params={"timeline": "1"})
     assert response.status_code == 200
     assert response.headers["content-type"] == XLSX_MEDIA_TYPE
@@ -115,11 +115,11 @@ def test_the_http_export_downloads_the_same_workbook(backend, monkeypatch, tmp_p
 
 
 def test_the_api_token_guards_the_export(embedded) -> None:
-    hub = embedded.hub(PLUGINS, http={"api_token": "s3cret-token"})
+    hub = embedded.hub(PLUGINS, http={"api_token": "s3cret-token-of-16+chars"})
     hub.prepare()
-    api = TestClient(create_app(hub))
+    api = TestClient(create_app(hub), base_url="http://127.0.0.1")
     assert api.get("/api/export.xlsx").status_code == 401
-    ok = api.get("/api/export.xlsx", headers={"Authorization": "Bearer s3cret-token"})
+    ok = api.get("/api/export.xlsx", headers={"Authorization": "Bearer s3cret-token-of-16+chars"})
     assert ok.status_code == 200 and ok.headers["content-type"] == XLSX_MEDIA_TYPE
 
 

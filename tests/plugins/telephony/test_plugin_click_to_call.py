@@ -31,7 +31,7 @@ def test_ami_click_to_call_is_correlated_with_its_originate_response_and_call(te
         hub = telephony_hub(**ami_settings(sandbox), click_to_call="ami")
         hub.start("all")
         assert sandbox.wait_for_login()
-        api = TestClient(create_app(hub))
+        api = TestClient(create_app(hub), base_url="http://127.0.0.1")
         accepted = api.post("/api/calls", json={"extension": "101", "phone": "+7 916 555-01-02"})
         assert accepted.status_code == 202
         request_id = accepted.json()["request_id"]
@@ -47,10 +47,10 @@ def test_ami_click_to_call_is_correlated_with_its_originate_response_and_call(te
 def test_click_to_call_refuses_what_it_cannot_place(telephony_hub) -> None:
     hub = telephony_hub(mango__api_key="", zadarma__key="")
     hub.prepare()
-    api = TestClient(create_app(hub))
+    api = TestClient(create_app(hub), base_url="http://127.0.0.1")
     assert api.post("/api/calls", json={"extension": "101", "phone": "12"}).status_code == 422
     assert api.post("/api/calls", json={"extension": "", "phone": "+79165550102"}).status_code == 422
-    assert api.post("/api/calls", content=b"[1").status_code == 400
+    assert api.post("/api/calls", content=b"[1", headers={"Content-Type": "application/json"}).status_code == 400
     unconfigured = api.post("/api/calls", json={"extension": "101", "phone": "+79165550102"})
     assert unconfigured.status_code == 409 and "HUB_TELEPHONY__AMI__HOST" in unconfigured.json()["detail"]
     assert api.get("/api/calls/nope").status_code == 404
@@ -89,7 +89,7 @@ def test_mango_click_to_call_reaches_the_emulator_and_its_call_links_back(teleph
     with serve_asgi(emulator) as url:
         hub = telephony_hub(click_to_call="mango", mango__api_url=f"{url}/vpbx/")
         hub.start("all")
-        api = TestClient(create_app(hub))
+        api = TestClient(create_app(hub), base_url="http://127.0.0.1")
         accepted = api.post("/api/calls", json={"extension": "1234", "phone": "+7 916 555-01-06"})
         request_id = accepted.json()["request_id"]
         assert finished(api, request_id)["status"] == "requested"

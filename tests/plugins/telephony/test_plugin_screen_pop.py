@@ -91,7 +91,7 @@ def test_ringing_call_is_listed_with_the_callers_summary_until_it_ends(telephony
         assert sandbox.wait_for_login()
         ringing, rest = split_at_ringing(generate_call("answered", rng=random.Random(1), number=PHONE))
         sandbox.send_events(ringing)
-        api = TestClient(create_app(hub))
+        api = TestClient(create_app(hub), base_url="http://127.0.0.1")
         [call] = wait_for(lambda: api.get("/api/calls/live").json()["items"])
         assert (call["state"], call["direction"], call["number"], call["extension"]) == (
             "ringing", "in", "+79165550101", "101"

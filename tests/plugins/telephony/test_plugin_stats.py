@@ -58,7 +58,7 @@ def test_stats_endpoint_and_cli_count_the_ingested_calls(telephony_hub, backend,
     hub.prepare()
     for record in CALLS + CALLS[:2]:  # a call reported twice counts once
         telephony(hub).intake.apply(record)
-    api = TestClient(create_app(hub))
+    api = TestClient(create_app(hub), base_url="http://127.0.0.1")
     day = api.get("/api/calls/stats", params={"since": "2025-11-17", "until": "2025-11-17", "tz": "Europe/Moscow"})
     assert day.status_code == 200
     assert rows(day.json()) == {

@@ -6,6 +6,7 @@ import json
 import random
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl
+from zoneinfo import ZoneInfo
 
 from fastapi.testclient import TestClient
 
@@ -38,6 +39,23 @@ def zadarma_fixture() -> dict[str, tuple[dict[str, str], str]]:
     return blocks
 
 
+MOSCOW = ZoneInfo("Europe/Moscow")
+
+
+def zadarma_today(started: datetime | None = None) -> tuple[dict[str, tuple[dict[str, str], str]], datetime]:
+    """The recorded notifications as Zadarma would send them now: ``call_start`` (signed) moved to ``started``
+    (default: a minute ago, whole seconds) and each signed again; the hub refuses notifications of long ago."""
+    started = started or datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    stamp = started.astimezone(MOSCOW).strftime("%Y-%m-%d %H:%M:%S")
+    blocks = {}
+    for event, (form, _signature) in zadarma_fixture().items():
+        fields, headers = ZadarmaSender(ZADARMA_SECRET).signed(
+            {**form, "call_start": stamp} if "call_start" in form else form
+        )
+        blocks[event] = (fields, headers["Signature"])
+    return blocks, started
+
+
 def nothing_stored(hub) -> bool:
     return hub.inbox.pending() == 0 and calls_on_timeline(hub) == []
 
@@ -45,7 +63,7 @@ def nothing_stored(hub) -> bool:
 def test_mango_signed_events_are_stored_and_a_bad_sign_gets_401(telephony_hub) -> None:
     hub = telephony_hub()
     hub.start("all")
-    client = TestClient(create_app(hub))
+    client = TestClient(create_app(hub), base_url="http://127.0.0.1")
     summary = mango_raw("events_summary_inbound_answered.json")
     forged = MangoSender(MANGO_KEY, "not-the-salt").form(summary)
     answer = client.post(f"{MANGO}/summary", data=forged)
@@ -68,7 +86,7 @@ def test_mango_signed_events_are_stored_and_a_bad_sign_gets_401(telephony_hub) -
 def test_mango_events_repeated_and_out_of_order_make_one_entry_in_its_final_state(telephony_hub) -> None:
     hub = telephony_hub(extensions__1234="Оператор 1234")
     hub.start("all")
-    client = TestClient(create_app(hub))
+    client = TestClient(create_app(hub), base_url="http://127.0.0.1")
     sender = MangoSender(MANGO_KEY, MANGO_SALT)
     entry = "entry-out-1"
     legs = [json.loads(line) for line in mango_raw("events_call_outgoing_sequence.jsonl").splitlines()]
@@ -97,10 +115,10 @@ def test_mango_events_repeated_and_out_of_order_make_one_entry_in_its_final_stat
 def test_zadarma_echo_signature_and_replay(telephony_hub) -> None:
     hub = telephony_hub(zadarma__timezone="Europe/Moscow")
     hub.start("all")
-    client = TestClient(create_app(hub))
+    client = TestClient(create_app(hub), base_url="http://127.0.0.1")
     echo = client.get(ZADARMA, params={"zd_echo": "d41d8cd98f"})
     assert (echo.status_code, echo.text) == (200, "d41d8cd98f")
-    blocks = zadarma_fixture()
+    blocks, started = zadarma_today()
     start, _ = blocks["NOTIFY_START"]
     assert client.post(ZADARMA, data=start, headers={"Signature": "bm90IGl0"}).status_code == 401
     assert client.post(ZADARMA, data=start).status_code == 401
@@ -116,7 +134,7 @@ def test_zadarma_echo_signature_and_replay(telephony_hub) -> None:
     assert hub.wait_idle()
     [call] = calls_on_timeline(hub)
     assert (call.source.system, call.source.id, call.fields["status"]) == ("zadarma", "in_3b4c2c1d5e", "answered")
-    assert call.occurred_at.isoformat() == "2025-11-17T07:00:00+00:00"  # call_start is Moscow time
+    assert call.occurred_at == started  # call_start is Moscow time
     assert call.fields["talk_s"] == 73.0 and call.fields["recording"] == "1700215273.123456"
     assert call.version == 1, "the replay changed nothing"
     # The secret and its signing scheme: a zadarma-signed outbound busy call made with our own sender.
@@ -126,10 +144,10 @@ def test_zadarma_echo_signature_and_replay(telephony_hub) -> None:
 
 
 def test_generic_form_with_token_bad_input_and_a_missed_call(telephony_hub) -> None:
-    hub = telephony_hub(generic_token="form-token-1")
+    hub = telephony_hub(generic_token="form-token-0123456789")
     hub.start("all")
-    client = TestClient(create_app(hub))
-    auth = {"Authorization": "Bearer form-token-1"}
+    client = TestClient(create_app(hub), base_url="http://127.0.0.1")
+    auth = {"Authorization": "Bearer form-token-0123456789"}
     ended = {
         "call_id": "pbx-77", "event": "ended", "direction": "in", "from": "+44 20 7946 0958", "extension": "105",
         "started_at": "2025-11-17T10:00:00+03:00", "ended_at": "2025-11-17T10:00:30+03:00", "status": "missed",
@@ -158,7 +176,7 @@ def test_webhook_events_survive_a_restart_before_they_are_handled(telephony_hub,
     """Stored before the answer, handled by whichever process runs the inbox next."""
     web = telephony_hub()
     web.prepare()  # the web role only: nothing handles the inbox here
-    client = TestClient(create_app(web))
+    client = TestClient(create_app(web), base_url="http://127.0.0.1")
     sender = MangoSender(MANGO_KEY, MANGO_SALT)
     summary = mango_raw("events_summary_inbound_answered.json").replace("7800123635242", "79161234567")
     assert client.post(f"{MANGO}/summary", data=sender.form(summary)).json() == {"status": "stored"}
@@ -172,8 +190,8 @@ def test_webhook_events_survive_a_restart_before_they_are_handled(telephony_hub,
 def test_filed_events_are_forgotten_after_the_retention(telephony_hub) -> None:
     hub = telephony_hub(call_events_retention_hours=1)
     hub.start("all")
-    client = TestClient(create_app(hub))
-    form, signature = zadarma_fixture()["NOTIFY_END"]
+    client = TestClient(create_app(hub), base_url="http://127.0.0.1")
+    form, signature = zadarma_today()[0]["NOTIFY_END"]
     assert client.post(ZADARMA, data=form, headers={"Signature": signature}).json() == {"status": "stored"}
     wait_for(lambda: calls_on_timeline(hub))
     intake = telephony(hub).intake

@@ -1,0 +1,1 @@
+"""Telegram: a bot's private chats on the client's timeline, and replies sent from the hub."""

@@ -34,7 +34,7 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SHOTS = os.environ.get("HUB_CONSOLE_SCREENSHOTS")  # a directory: save a screenshot of each page visited
+SHOTS = os.environ.get("CONSOLE_SCREENSHOTS")  # a directory: save a screenshot of each page visited
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
 
@@ -163,6 +163,13 @@ def test_an_operator_gets_the_call_pop_up_and_cannot_open_admin_pages(running, c
     running["ami"].send_events(events[at + 1 :])
     page.click("#call-pop .pop-name")
     page.wait_for_url(f"**/console/clients/{running['client_id']}")
+    shot(page, "card-operator")
+
+    page.click("button.call-btn")  # click-to-call: ring extension 101, then dial the client
+    page.wait_for_url("**called=*")
+    assert "Звоним на +79165550101 с номера 101" in page.inner_text("main")
+    originate = wait_for(lambda: [a for a in running["ami"].actions if a.get("Action") == "Originate"])
+    assert "101" in originate[0]["Channel"] and "79165550101" in str(originate[0])
 
     answer = page.goto(f"{url}/console/ops")
     assert answer is not None and answer.status == 403

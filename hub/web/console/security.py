@@ -17,28 +17,15 @@ from typing import Any
 
 from fastapi import Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from pydantic import BaseModel, Field, SecretStr
 
 from hub.core.hub import Hub
 from hub.core.logging import register_secrets
-from hub.core.settings import load_plugin_settings
+from hub.core.settings import ConsoleSettings
 from hub.core.users import Session, Users
 
 SESSION_COOKIE = "hub_session"
 LOGIN_CSRF_COOKIE = "hub_login_csrf"
 COOKIE_PATH = "/console"
-
-
-class ConsoleSettings(BaseModel):
-    """``HUB_CONSOLE__*`` (or ``[console]`` in hub.toml)."""
-
-    secret_key: SecretStr | None = Field(
-        None, description="Signs session cookies; default: a random key kept in the hub's state table."
-    )
-    session_hours: float = Field(12.0, gt=0, description="A login lasts this long.")
-    login_attempts: int = Field(5, ge=1, description="Failed logins allowed per username and per address …")
-    login_window_s: float = Field(300.0, gt=0, description="… within this many seconds; then 429 until it passes.")
-    page_size: int = Field(25, ge=5, le=200)
 
 
 class Forbidden(Exception):
@@ -112,7 +99,7 @@ class Guard:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self.settings: ConsoleSettings = load_plugin_settings(hub.settings, "console", ConsoleSettings)  # type: ignore[assignment]
+        self.settings: ConsoleSettings = hub.settings.console
         self.users = Users(hub.store, session_ttl=timedelta(hours=self.settings.session_hours))
         self.throttle = LoginThrottle(self.settings.login_attempts, self.settings.login_window_s)
         self._signer: URLSafeTimedSerializer | None = None

@@ -95,6 +95,7 @@ class ConsoleSettings(BaseModel):
     login_attempts: int = Field(5, ge=1, description="Failed logins allowed per username and per address ...")
     login_window_s: float = Field(300.0, gt=0, description="... within this many seconds; then 429.")
     page_size: int = Field(25, ge=5, le=200, description="Rows per page of the client list.")
+    timezone: str = Field("Europe/Moscow", description="Times on pages and days in filters are in this zone.")
 
 
 class SinkDefaults(BaseModel):

@@ -125,7 +125,9 @@ def test_the_card_shows_the_timeline_newest_first_filtered_by_channel_and_pagina
     calls = b.get(f"/console/clients/{client_id}", params={"channel": "call"}).text
     assert "Входящий звонок" in calls and "Заметка" not in calls
     day = b.get(f"/console/clients/{client_id}", params={"from": "2026-11-01", "to": "2026-11-01"}).text
-    assert "Заметка 14" in day and "Заметка 00" in day and "Заметка 15" not in day
+    # 1 November in Moscow (the console's default zone) ends at 21:00 UTC: notes 00 (09:00 UTC) to 11 (20:00 UTC)
+    assert "Заметка 11" in day and "Заметка 00" in day and "Заметка 12" not in day
+    assert "01.11.2026 12:00" in day  # 09:00 UTC shown as Moscow time
     assert 'title="bitrix24:acme.bitrix24.ru / activity / 34"' in page  # provenance on hover
 
 

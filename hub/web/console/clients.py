@@ -23,15 +23,15 @@ KIND_FILTERS = {"deal": "deal", "task": "task"}
 SYSTEMS = ("bitrix24", "amocrm", "telephony", "excel", "email", "api")
 
 
-def _day(value: str | None, *, end: bool = False) -> datetime | None:
+def _day(value: str | None, zone: Any = UTC, *, end: bool = False) -> datetime | None:
     if not value:
         return None
     try:
         day = date.fromisoformat(value)
     except ValueError:
         return None
-    moment = datetime.combine(day, time.min, tzinfo=UTC)
-    return moment + timedelta(days=1) if end else moment
+    moment = datetime.combine(day + timedelta(days=1) if end else day, time.min, tzinfo=zone)
+    return moment.astimezone(UTC)  # a day as the people using the console live it; stored times are UTC
 
 
 @router.get("/", include_in_schema=False)
@@ -124,8 +124,8 @@ def card(
             context["client"].id,
             kinds=[KIND_FILTERS[c] for c in wanted if c in KIND_FILTERS] or None,
             channels=[c for c in wanted if c in CHANNELS] or None,
-            since=_day(since),
-            until=_day(until, end=True),
+            since=_day(since, request.app.state.console_guard.zone),
+            until=_day(until, request.app.state.console_guard.zone, end=True),
             page=p,
         )
     items = timeline.items

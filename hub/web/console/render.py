@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, FileSystemLoader, Undefined, select_autoescape
+from jinja2 import Environment, FileSystemLoader, Undefined, pass_context, select_autoescape
 from markupsafe import Markup, escape
 
 from hub.web.console.i18n import DEFAULT_LANGUAGE, translator
@@ -25,7 +25,13 @@ env = Environment(
 )
 
 
-def when(value: Any, fmt: str = "%d.%m.%Y %H:%M") -> str:
+@pass_context
+def when_in_zone(context: Any, value: Any, fmt: str = "%d.%m.%Y %H:%M") -> str:
+    """``when`` in the console's time zone (``HUB_CONSOLE__TIMEZONE``)."""
+    return when(value, fmt, context.get("tz") or UTC)
+
+
+def when(value: Any, fmt: str = "%d.%m.%Y %H:%M", tz: Any = UTC) -> str:
     if value is None or value == "" or isinstance(value, Undefined):
         return ""
     if isinstance(value, str):
@@ -36,7 +42,7 @@ def when(value: Any, fmt: str = "%d.%m.%Y %H:%M") -> str:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
-        return value.astimezone(UTC).strftime(fmt)
+        return value.astimezone(tz).strftime(fmt)
     return str(value)
 
 
@@ -170,13 +176,14 @@ def _num(value: float) -> str:
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
 
 
-env.filters.update(when=when, duration=duration, money=money, provenance=provenance, external_url=external_url)
+env.filters.update(when=when_in_zone, duration=duration, money=money, provenance=provenance, external_url=external_url)
 env.globals.update(bar_chart=bar_chart, report_chart=report_chart)
 
 
 def page(request: Request, template: str, viewer: Any = None, status_code: int = 200, **context: Any) -> HTMLResponse:
     """Render ``template`` for the viewer, in their language, with the CSRF token every form needs."""
     language = viewer.user.language if viewer is not None else DEFAULT_LANGUAGE
+    guard = getattr(request.app.state, "console_guard", None)
     html = env.get_template(template).render(
         request=request,
         viewer=viewer,
@@ -185,6 +192,7 @@ def page(request: Request, template: str, viewer: Any = None, status_code: int =
         lang=language,
         _=translator(language),
         q=lambda **changes: query(request, **changes),
+        tz=guard.zone if guard is not None else UTC,
         **context,
     )
     return HTMLResponse(html, status_code=status_code, headers=PAGE_HEADERS)

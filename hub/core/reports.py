@@ -205,21 +205,34 @@ def funnel(hub: Hub, opts: Options) -> Report:
     deals = [d for d in _deals(hub, opts) if _in_period(d, opts.period)]
     reached: dict[tuple[str, str, str], set[int]] = defaultdict(set)
     order: dict[tuple[str, str], list[str]] = defaultdict(list)
+    closing: set[tuple[str, str, str]] = set()  # stages deals end in (won, lost): last in the order
     now_in: dict[tuple[str, str, str], int] = defaultdict(int)
+    paths: dict[tuple[str, str], list[list[str]]] = defaultdict(list)
     for deal in deals:
         system, pipeline = _system(deal), str(deal.fields.get("pipeline") or "—")
         stages = [h["stage"] for h in _stage_history(deal)] or [str(deal.fields.get("stage") or "—")]
+        paths[(system, pipeline)].append(stages)
         for stage in stages:
             reached[(system, pipeline, stage)].add(deal.id)
             if stage not in order[(system, pipeline)]:
                 order[(system, pipeline)].append(stage)
-        now_in[(system, pipeline, str(deal.fields.get("stage") or stages[-1]))] += 1
+        current = str(deal.fields.get("stage") or stages[-1])
+        now_in[(system, pipeline, current)] += 1
+        if deal.fields.get("status") in ("won", "lost"):
+            closing.add((system, pipeline, current))
     stage_rows = []
     for (system, pipeline), stages in sorted(order.items()):
-        for index, stage in enumerate(stages):
+        stages.sort(key=lambda st: (system, pipeline, st) in closing)  # stable: open stages first, as seen
+        rank = {st: i for i, st in enumerate(stages)}
+        for stage in stages:
             count = len(reached[(system, pipeline, stage)])
-            following = stages[index + 1] if index + 1 < len(stages) else None
-            nxt = len(reached[(system, pipeline, following)]) if following else None
+            # a deal moved on when a stage after this one (in the pipeline's order) followed it in its history
+            moved = sum(
+                1
+                for path in paths[(system, pipeline)]
+                if stage in path and any(rank[later] > rank[stage] for later in path[path.index(stage) + 1 :])
+            )
+            closed = (system, pipeline, stage) in closing
             stage_rows.append(
                 {
                     "system": system,
@@ -227,7 +240,7 @@ def funnel(hub: Hub, opts: Options) -> Report:
                     "stage": stage,
                     "reached": count,
                     "now": now_in[(system, pipeline, stage)],
-                    "conversion": round(100 * nxt / count, 1) if nxt is not None and count else None,
+                    "conversion": round(100 * moved / count, 1) if count and not closed else None,
                 }
             )
     outcome_rows: dict[tuple[str, str], dict[str, Any]] = {}
@@ -268,7 +281,7 @@ def funnel(hub: Hub, opts: Options) -> Report:
             Column("stage", "Stage"),
             Column("reached", "Deals that reached it", "int"),
             Column("now", "Deals in it now", "int"),
-            Column("conversion", "Conversion to next stage, %", "float"),
+            Column("conversion", "Moved on to a later stage, %", "float"),
         ],
         rows=stage_rows,
         chart=Chart("stage", [("reached", "s-main")]),
@@ -278,7 +291,7 @@ def funnel(hub: Hub, opts: Options) -> Report:
             "funnel-outcomes",
             "Won and lost",
             [
-                Column("status", "Status"),
+                Column("status", "Status", "word"),
                 Column("reason", "Reason"),
                 Column("deals", "Deals", "int"),
                 Column("amount", "Amount", "money"),

@@ -180,7 +180,7 @@ RU: dict[str, str] = {
     "Average wait": "Среднее ожидание",
     "Deals that reached it": "Дошло сделок",
     "Deals in it now": "Сейчас на стадии",
-    "Conversion to next stage, %": "Конверсия в следующую, %",
+    "Moved on to a later stage, %": "Перешли дальше, %",
     "Won and lost": "Выигранные и проигранные",
     "Per manager": "По менеджерам",
     "Manager": "Менеджер",

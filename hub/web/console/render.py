@@ -147,7 +147,7 @@ def bar_chart(
                 base -= h
         parts.append(
             f'<text x="{x0 + bar_w / 2:.1f}" y="{height - 22}" class="tick" text-anchor="middle">'
-            f"{escape(label[-5:] if len(label) > 8 else label)}</text>"
+            f"{escape(label[:9] + '…' if len(label) > 10 else label)}</text>"
         )
     legend_x = 45.0
     for name, _values, css in series:

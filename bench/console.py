@@ -11,6 +11,7 @@ Target (DESIGN §8 P10): p99 <= 100 ms for the search and for the card.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import re
 import runpy
@@ -175,7 +176,8 @@ def main() -> None:
         ids = [rng.randrange(1, count + 1) for _ in range(n)]
         with_timeline = [WITH_TIMELINE * rng.randrange(1, count // WITH_TIMELINE + 1) for _ in range(n)]
         measure(http, [f"/console/clients/{i}" for i in ids[:20]], 200)  # warm up
-        print(f"console at {count:,} clients (SQLite, one process, 2 shared cores), {n} requests each")
+        load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+        print(f"console at {count:,} clients (SQLite, one process), {n} requests each; load average {load}")
         p99s = [
             report("search by phone (typed any way)", measure(
                 http, [f"/console/clients?q={messy(phone_of(i), rng)}" for i in ids], 303

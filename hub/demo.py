@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 import structlog
@@ -30,7 +31,6 @@ from hub.core.users import Users
 log = structlog.get_logger("hub.demo")
 
 OPERATOR_EXTENSION = "101"
-B24_ACCOUNT = "demo.bitrix24.ru"
 STAGES = ["NEW", "PREPARATION", "PREPAYMENT_INVOICE", "EXECUTING", "WON"]
 PEOPLE = [
     ("Иванов Иван Петрович", "8 (916) 123-45-67", "ivanov@romashka.ru", "ООО «Ромашка»", "7707083893"),
@@ -78,8 +78,11 @@ def _excel_file(directory: Path) -> Path:
 class Traffic:
     """Feeds the demo hub: clients and deals from Bitrix24 (replicated to amoCRM), calls through the PBX."""
 
-    def __init__(self, hub: Hub, ami: Any, rng: random.Random) -> None:
+    def __init__(self, hub: Hub, ami: Any, rng: random.Random, b24_account: str) -> None:
         self.hub = hub
+        # refs name the sandbox portal as the Bitrix24 plugin does (its host), so the Bitrix24 sink knows them for
+        # its own and only the amoCRM sink replicates them
+        self.account = b24_account
         self.ami = ami
         self.rng = rng
         self.deals: list[tuple[str, int, ClientKey]] = []
@@ -89,7 +92,7 @@ class Traffic:
         for index, (name, phone, email, company, inn) in enumerate(PEOPLE, 1):
             company_key = None
             if company and inn:
-                company_ref = SourceRef(system="bitrix24", account=B24_ACCOUNT, entity="company", id=str(1000 + index))
+                company_ref = SourceRef(system="bitrix24", account=self.account, entity="company", id=str(1000 + index))
                 found = self.hub.find_clients(q=company, limit=1)
                 if not found:
                     self.hub.ingest(
@@ -102,7 +105,7 @@ class Traffic:
                     if not found
                     else ClientKey(client_id=found[0].id, kind="company")
                 )
-            ref = SourceRef(system="bitrix24", account=B24_ACCOUNT, entity="contact", id=str(index))
+            ref = SourceRef(system="bitrix24", account=self.account, entity="contact", id=str(index))
             self.hub.ingest(
                 ClientObservation(
                     source=ref,
@@ -117,7 +120,7 @@ class Traffic:
             self._deal(index - 1)
             self.hub.ingest(
                 InteractionObservation(
-                    source=SourceRef(system="bitrix24", account=B24_ACCOUNT, entity="activity", id=f"n{index}"),
+                    source=SourceRef(system="bitrix24", account=self.account, entity="activity", id=f"n{index}"),
                     channel="note",
                     client=ClientKey(ref=ref),
                     occurred_at=now - timedelta(days=20 - index, hours=index),
@@ -135,7 +138,7 @@ class Traffic:
         status = "won" if STAGES[stage] == "WON" else "open"
         self.hub.ingest(
             DealObservation(
-                source=SourceRef(system="bitrix24", account=B24_ACCOUNT, entity="deal", id=deal_id),
+                source=SourceRef(system="bitrix24", account=self.account, entity="deal", id=deal_id),
                 client=client,
                 title=f"Поставка оборудования №{deal_id}",
                 stage=STAGES[stage],
@@ -241,7 +244,7 @@ def demo(port: int, data_dir: Path | None, every: float, seed: int | None) -> No
             with contextlib.suppress(Exception):
                 users.add(username, password, role=role, display_name=name, extension=extension)
         hub.start("all")
-        traffic = Traffic(hub, running["ami"], rng)
+        traffic = Traffic(hub, running["ami"], rng, urlsplit(running["bitrix24"][1]).netloc)
         try:
             traffic.seed(data_dir)
             worker = threading.Thread(target=traffic.run, args=(stop, every), name="demo-traffic", daemon=True)
@@ -251,6 +254,8 @@ def demo(port: int, data_dir: Path | None, every: float, seed: int | None) -> No
                 click.echo(f"  crm-hub demo console: {url}/console/")
                 click.echo(f"  log in as admin / {password}  (reports, ops, merges)")
                 click.echo(f"  or operator / {password}  (extension {OPERATOR_EXTENSION}: call pop-ups, click-to-call)")
+                b24_url, amo_url, ami_port = running["bitrix24"][1], running["amocrm"][1], running["ami"].port
+                click.echo(f"  sandboxes: Bitrix24 {b24_url}, amoCRM {amo_url}, AMI 127.0.0.1:{ami_port}")
                 click.echo(f"  data: {data_dir}    Ctrl-C stops everything")
                 click.echo("")
                 with contextlib.suppress(KeyboardInterrupt):

@@ -25,7 +25,7 @@ def merges_page(request: Request, viewer: Viewer = Depends(admin)) -> Response:
         with hub.store.read() as conn:
             left = load_client(conn, candidate["client_id"])
             right = load_client(conn, candidate["other_id"])
-            if left is None or right is None or left.merged_into or right.merged_into:
+            if left is None or right is None or left.merged_into or right.merged_into or left.id == right.id:
                 continue
             rows = {r.id: r for r in browse.rows_for(conn, [left.id, right.id])}
         pairs.append({"candidate": candidate, "left": left.view(), "right": right.view(), "rows": rows})

@@ -165,6 +165,28 @@ def plugins_list(ctx: click.Context, as_json: bool) -> None:
     console.print(table if rows else "no plugins loaded")
 
 
+@cli.group("plugin")
+def plugin_group() -> None:
+    """Write plugins of your own."""
+
+
+@plugin_group.command("new")
+@click.argument("name")
+@click.option("--dir", "parent", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True)
+@click.option("--force", is_flag=True, help="Write over an existing, non-empty folder.")
+def plugin_new(name: str, parent: Path, force: bool) -> None:
+    """Scaffold an installable plugin package hub-NAME: hooks, settings, client, mapping, webhook, sync, sink,
+    sandbox and tests that pass as generated."""
+    from hub.scaffold import new_plugin
+
+    try:
+        target = new_plugin(name, parent, force=force)
+    except HubError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {target}")
+    click.echo(f"next: cd {target} && pip install -e '.[test]' && pytest")
+
+
 # --- clients ------------------------------------------------------------------------------------------------
 @cli.group()
 def clients() -> None:

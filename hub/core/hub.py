@@ -84,10 +84,22 @@ class Hub:
     # --- plugin registration -----------------------------------------------------------------------------
     def _load_plugin_settings(self) -> None:
         models: dict[str, type] = {}
-        self.plugins.each("hub_register_settings", register=lambda name, model: models.__setitem__(name, model))
+        owners: dict[str, str] = {}
+
+        def register(name: str, model: type) -> None:
+            models[name] = model
+            owners[name] = self.plugins.calling or name
+
+        self.plugins.each("hub_register_settings", register=register)
         check_plugin_settings(self.settings, models)
         for name, model in models.items():
-            loaded = load_plugin_settings(self.settings, name, model)
+            try:
+                loaded = load_plugin_settings(self.settings, name, model)
+            except ConfigError as exc:  # one plugin's bad settings take that plugin down, not the hub
+                owner = owners[name]
+                info = self.plugins.info.get(owner)
+                self.plugins.set_aside(owner, info.version if info else "-", info.module if info else owner, str(exc))
+                continue
             register_secrets(secret_values(loaded))
             self._plugin_settings[name] = loaded
 

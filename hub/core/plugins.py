@@ -7,6 +7,7 @@ This thin facade is the only code that touches ``pm.hook``. Environment: ``HUB_L
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 from collections.abc import Iterable
@@ -47,12 +48,12 @@ class PluginHost:
         if autoload:
             self._load_entry_points(allow)
         for path in modules:
-            if self.pm.get_plugin(path) is None:
-                self.register(path, importlib.import_module(path))
+            if self.pm.get_plugin(path) is None and path not in self.info:
+                self._register_module(path)
         for name, plugin in extra:
             if allow is None or name in allow:
                 self.register(name, plugin)
-        self.pm.check_pending()
+        self.pm.check_pending()  # every plugin with an unknown hook was set aside above: this cannot fail
         if os.environ.get("HUB_TRACE_PLUGINS"):
             self.pm.trace.root.setwriter(lambda msg: log.debug("hook", trace=msg.rstrip()))
             self.pm.enable_tracing()
@@ -72,14 +73,53 @@ class PluginHost:
                 continue
             self.register(ep.name, plugin, version=version)
 
+    def _register_module(self, path: str) -> None:
+        try:
+            plugin = importlib.import_module(path)
+        except Exception as exc:  # HUB_PLUGIN_MODULES names a module that does not import: say so, go on
+            self.set_aside(path, "-", path, f"failed to import {path}: {type(exc).__name__}: {exc}")
+            return
+        self.register(path, plugin)
+
     def register(self, name: str, plugin: Any, *, version: str | None = None) -> None:
-        self.pm.register(plugin, name=name)
+        """Register ``plugin``; one that does not fit the hook specs is set aside, reported ``down`` with why."""
         module = getattr(plugin, "__name__", type(plugin).__name__)
         if version is None:
             version = str(getattr(plugin, "__version__", "") or "-")
-        hooks = sorted(impl_hook.name for impl_hook in self.pm.get_hookcallers(plugin) or [])
+        try:
+            self.pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:  # a hook with arguments its spec does not have
+            self.set_aside(name, version, module, f"invalid hook: {exc}")
+            return
+        callers = self.pm.get_hookcallers(plugin) or []
+        unknown = sorted(c.name for c in callers if not c.has_spec())
+        if unknown:
+            self.pm.unregister(plugin)
+            known = [n for n in dir(hookspecs) if n.startswith("hub_")]
+            hints = []
+            for hook in unknown:
+                close = difflib.get_close_matches(hook, known, n=1)
+                hints.append(f"{hook}" + (f" (did you mean {close[0]}?)" if close else ""))
+            self.set_aside(name, version, module, f"unknown hook {', '.join(hints)}")
+            return
+        hooks = sorted(c.name for c in callers)
         self.info[name] = PluginInfo(name, version, module, hooks)
         log.debug("plugin loaded", plugin=name, version=version, hooks=hooks)
+
+    def set_aside(self, name: str, version: str, module: str, reason: str) -> None:
+        """Keep a plugin out of every hook call from now on, and remember why (``hub plugins list``, health)."""
+        plugin = self.pm.get_plugin(name)
+        if plugin is not None:
+            self.pm.unregister(plugin)
+        info = self.info.get(name)
+        self.info[name] = PluginInfo(
+            name,
+            info.version if info else version,
+            info.module if info else module,
+            info.hooks if info else [],
+            error=reason,
+        )
+        log.error("plugin set aside", plugin=name, error=reason)
 
     @property
     def hook(self) -> Any:

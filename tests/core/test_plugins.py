@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pluggy
 import pytest
 
 from hub import hookimpl
@@ -181,14 +180,15 @@ def test_a_plugin_whose_hooks_raise_is_isolated_and_the_others_go_on(embedded):
     assert health["broken"]["status"] == "down" and "bad sink config" in health["broken"]["error"]
 
 
-def test_a_misspelled_hook_fails_fast():
+def test_a_misspelled_hook_is_reported_with_a_hint_instead_of_crashing_every_command():
     class Typo:
         @hookimpl
         def hub_register_sink(self, hub, register):  # missing the final s
             pass
 
-    with pytest.raises(pluggy.PluginValidationError, match="hub_register_sink"):
-        PluginHost(autoload=False, extra=[("typo", Typo())])
+    host = PluginHost(autoload=False, extra=[("typo", Typo())])
+    assert host.info["typo"].error == "unknown hook hub_register_sink (did you mean hub_register_sinks?)"
+    assert host.pm.get_plugin("typo") is None
 
 
 def test_the_core_starts_with_no_plugin_loaded(embedded):

@@ -16,7 +16,7 @@ from hub.web.app import create_app
 
 
 def readyz(hub):
-    with TestClient(create_app(hub)) as client:
+    with TestClient(create_app(hub), base_url="http://127.0.0.1") as client:
         return client.get("/readyz")
 
 
@@ -104,7 +104,7 @@ def test_a_provider_that_raises_is_a_down_account_not_a_500(embedded):
 def test_api_docs_are_served_offline(embedded, path):
     hub = embedded.hub()
     hub.prepare()
-    with TestClient(create_app(hub)) as client:
+    with TestClient(create_app(hub), base_url="http://127.0.0.1") as client:
         page = client.get(path)
         assert page.status_code == 200
         assert "cdn." not in page.text and "fonts.googleapis" not in page.text and "https://" not in page.text
@@ -115,7 +115,7 @@ def test_api_docs_are_served_offline(embedded, path):
 def test_api_docs_can_be_turned_off(embedded):
     hub = embedded.hub(http={"docs": False})
     hub.prepare()
-    with TestClient(create_app(hub)) as client:
+    with TestClient(create_app(hub), base_url="http://127.0.0.1") as client:
         assert client.get("/docs").status_code == 404 and client.get("/redoc").status_code == 404
         assert client.get("/openapi.json").status_code == 200
 

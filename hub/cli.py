@@ -611,6 +611,16 @@ def sandbox(ctx: click.Context, name: str, host: str, port: int) -> None:
     uvicorn.run(app, host=host, port=port, log_config=None)
 
 
+def _add_console_commands() -> None:
+    from hub.console_cli import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_add_console_commands()
+
+
 def build_cli(plugins: PluginHost | None = None) -> click.Group:
     """The command line with every plugin's commands added."""
     host = plugins or _env_plugins()

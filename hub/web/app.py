@@ -21,6 +21,8 @@ from hub.core.events import observation_adapter
 from hub.core.hub import Hub
 from hub.core.metrics import METRICS
 from hub.core.readiness import Readiness
+from hub.core.users import api_authenticator
+from hub.web.console import mount_console
 from hub.web.docs import mount_docs
 from hub.web.errors import install_error_handlers
 from hub.web.jsonbody import read_capped, read_json
@@ -301,6 +303,9 @@ def create_app(hub: Hub) -> FastAPI:
         return spec
 
     app.openapi = openapi  # type: ignore[method-assign]
+    mount_console(app, hub)
     app.add_middleware(BodyLimit, limit=hub.settings.http.max_body_bytes)
-    install_security(app, hub)  # outermost: Host, origin, media type and the API token before anything is read
+    install_security(
+        app, hub, api_authenticator(hub.store, hub.settings.http.api_token)
+    )  # outermost: Host, origin, media type and the API token before anything is read
     return app

@@ -18,7 +18,7 @@ from plugins.email.sync import MailboxSync
 
 
 def _hub() -> Any:
-    from hub.cli import get_hub
+    from hub import get_hub
 
     return get_hub(click.get_current_context())
 

@@ -149,7 +149,7 @@ def test_the_card_shows_deal_stage_history_and_open_tasks_and_links_to_the_crms(
                 client=ClientKey(client_id=client_id),
                 title="Поставка",
                 stage=stage,
-                observed_at=now + timedelta(minutes=minutes),
+                observed_at=now - timedelta(minutes=30 - minutes),
             )
         )
     console_hub.ingest(

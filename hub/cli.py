@@ -571,7 +571,23 @@ def _mask_url(url: str) -> str:
 
 
 # --- sandboxes ----------------------------------------------------------------------------------------------
-@cli.command("sandbox")
+class _SandboxCommand(click.Command):
+    """Its help ends with how to set up each installed sandbox (seeding, webhooks), as the sandbox tells it."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        root = ctx.find_root().obj
+        factories: dict[str, Any] = {}
+        if root is not None:
+            root.plugins.each("hub_register_sandboxes", register=lambda n, f: factories.__setitem__(n, f))
+        for name, factory in sorted(factories.items()):
+            setup = getattr(factory, "setup_help", None)
+            if setup:
+                with formatter.section(f"{name} sandbox"):
+                    formatter.write_text(setup)
+        super().format_epilog(ctx, formatter)
+
+
+@cli.command("sandbox", cls=_SandboxCommand)
 @click.argument("name")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=9000, show_default=True)
@@ -588,9 +604,21 @@ def sandbox(ctx: click.Context, name: str, host: str, port: int) -> None:
     app = factories[name]()
     click.echo(f"{name} sandbox on http://{host}:{port}")
     banner = getattr(getattr(app, "state", None), "banner", None)
+    if callable(banner):  # told the address it is served on (a webhook URL holds it)
+        banner = banner(f"http://{host}:{port}")
     if banner:  # a sandbox may say how to reach it (a token it made up, a webhook code)
         click.echo(banner)
     uvicorn.run(app, host=host, port=port, log_config=None)
+
+
+def _add_console_commands() -> None:
+    from hub.console_cli import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_add_console_commands()
 
 
 def build_cli(plugins: PluginHost | None = None) -> click.Group:

@@ -67,11 +67,15 @@ class ProbeServer:
         app = probe_app(hub, readiness)
         self.server = make_server(host, port, app, server_class=_Server, handler_class=_QuietHandler)
         self.thread = threading.Thread(target=self.server.serve_forever, name="probe", daemon=True)
+        self.host = host
         self.url = f"http://{host}:{port}"
 
     def start(self) -> None:
         self.thread.start()
         log.info("serving metrics and probes", url=f"{self.url}/metrics")
+        if self.host not in ("127.0.0.1", "::1", "localhost"):
+            # no client data here, but account names and sink figures: keep it on a private network
+            log.warning("the metrics port listens beyond loopback without authentication", host=self.host)
 
     def close(self) -> None:
         self.server.shutdown()

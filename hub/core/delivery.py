@@ -31,7 +31,7 @@ from hub.core.dlq import dead_letter_error, record_dead_letter
 from hub.core.errors import ExternalAPIError
 from hub.core.events import Event
 from hub.core.metrics import METRICS
-from hub.core.ratelimit import RateLimiter
+from hub.core.ratelimit import Limiter
 from hub.core.retry import RetryPolicy
 from hub.core.sinks import Sink
 from hub.core.store import Store
@@ -60,7 +60,7 @@ class SinkRunner:
         bus: BusConfig,
         sink: Sink,
         policy: RetryPolicy,
-        limiter: RateLimiter | None = None,
+        limiter: Limiter | None = None,
         *,
         timeout: float | None = None,
         on_recorded: Any = None,

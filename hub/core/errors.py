@@ -45,3 +45,10 @@ class FatalDelivery(ExternalAPIError):
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message, retriable=False, status=status)
+
+
+def database_problem(exc: BaseException) -> str:
+    """What the database said about a value it refused, without the statement or its parameters (client data)."""
+    original = getattr(exc, "orig", None) or exc
+    lines = str(original).strip().splitlines()
+    return lines[0] if lines else type(original).__name__

@@ -8,14 +8,35 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, field_validator, model_validator
+
+from hub.core.bounds import (
+    Amount,
+    BigInt,
+    DbId,
+    Document,
+    Duration,
+    EmailText,
+    FieldName,
+    IdentityKey,
+    IdentityValue,
+    Line,
+    PhoneText,
+    Text,
+    Url,
+    Word,
+    aware_in_range,
+    not_in_the_future,
+)
 
 SCHEMA_VERSION: Literal[1] = 1
 
-Scalar = str | int | float | bool | None
+Scalar = Text | BigInt | float | bool | None
+Fields = Annotated[dict[FieldName, Scalar], Field(max_length=500)]
+Phones = Annotated[list[PhoneText], Field(max_length=50)]
+Emails = Annotated[list[EmailText], Field(max_length=50)]
 
 
 def utcnow() -> datetime:
@@ -24,22 +45,23 @@ def utcnow() -> datetime:
 
 def _aware(value: datetime) -> datetime:
     """Naive datetimes are taken as UTC, so that comparisons of observation times never fail."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return aware_in_range(value)
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # NaN and Infinity measure nothing, and no JSON reader downstream (the API's answers) accepts them.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, allow_inf_nan=False)
 
 
 class SourceRef(_Model):
     """Where a fact lives outside the hub: ``bitrix24 / acme.bitrix24.ru / contact / 123``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False)
 
-    system: Annotated[str, Field(min_length=1, max_length=64)]
-    account: Annotated[str, Field(max_length=255)] = ""
-    entity: Annotated[str, Field(min_length=1, max_length=64)]
-    id: Annotated[str, Field(min_length=1, max_length=255)]
+    system: Annotated[Word, Field(min_length=1, max_length=64)]
+    account: Word = ""
+    entity: Annotated[Word, Field(min_length=1, max_length=64)]
+    id: Annotated[Word, Field(min_length=1)]
 
     @field_validator("id", mode="before")
     @classmethod
@@ -62,13 +84,18 @@ class ClientKey(_Model):
     ``create`` is true, a new client is made from the name, phones and emails given here.
     """
 
-    client_id: int | None = None
+    client_id: DbId | None = None
     ref: SourceRef | None = None
-    phones: list[str] = Field(default_factory=list)
-    emails: list[str] = Field(default_factory=list)
-    name: str | None = None
+    phones: Phones = Field(default_factory=list)
+    emails: Emails = Field(default_factory=list)
+    name: Line | None = None
     kind: Literal["person", "company"] = "person"
     create: bool = True
+    name_if_empty: bool = Field(
+        default=False,
+        description="``name`` is a weak guess (a caller id name): it names a new client or one without a name, at "
+        "the lowest rank, so that any name from another source replaces it and it never replaces one",
+    )
 
 
 class _ObservationBase(_Model):
@@ -78,8 +105,8 @@ class _ObservationBase(_Model):
 
     @field_validator("observed_at")
     @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        return _aware(value)
+    def _utc(cls, value: datetime, info: ValidationInfo) -> datetime:
+        return not_in_the_future(_aware(value), info)
 
 
 class ClientObservation(_ObservationBase):
@@ -87,18 +114,18 @@ class ClientObservation(_ObservationBase):
 
     kind: Literal["client"] = "client"
     client_kind: Literal["person", "company"] = "person"
-    name: str | None = None
-    first_name: str | None = None
-    last_name: str | None = None
-    middle_name: str | None = None
-    position: str | None = None
+    name: Line | None = None
+    first_name: Line | None = None
+    last_name: Line | None = None
+    middle_name: Line | None = None
+    position: Line | None = None
     company: ClientKey | None = None
-    phones: list[str] = Field(default_factory=list)
-    emails: list[str] = Field(default_factory=list)
-    identity: dict[str, str] = Field(
-        default_factory=dict, description="Extra identity keys, e.g. {'inn': '7707083893'}"
+    phones: Phones = Field(default_factory=list)
+    emails: Emails = Field(default_factory=list)
+    identity: dict[IdentityKey, IdentityValue] = Field(
+        default_factory=dict, max_length=20, description="Extra identity keys, e.g. {'inn': '7707083893'}"
     )
-    fields: dict[str, Scalar] = Field(default_factory=dict, description="Custom fields, by the hub's field name")
+    fields: Fields = Field(default_factory=dict, description="Custom fields, by the hub's field name")
 
 
 class InteractionObservation(_ObservationBase):
@@ -110,19 +137,27 @@ class InteractionObservation(_ObservationBase):
     direction: Literal["in", "out", "internal"] | None = None
     occurred_at: datetime | None = None
     ended_at: datetime | None = None
-    duration_s: float | None = None
-    status: str | None = Field(default=None, description="call: answered, missed, busy, no_answer, cancelled, failed")
-    subject: str | None = None
-    body: str | None = None
-    summary: str | None = None
-    recording_url: str | None = None
-    operator: str | None = None
-    fields: dict[str, Scalar] = Field(default_factory=dict)
+    duration_s: Duration | None = None
+    status: Word | None = Field(default=None, description="call: answered, missed, busy, no_answer, cancelled, failed")
+    subject: Line | None = None
+    body: Document | None = None
+    summary: Text | None = None
+    recording_url: Url | None = None
+    operator: Word | None = None
+    fields: Fields = Field(default_factory=dict)
 
     @field_validator("occurred_at", "ended_at")
     @classmethod
     def _utc_optional(cls, value: datetime | None) -> datetime | None:
         return None if value is None else _aware(value)
+
+    @model_validator(mode="after")
+    def _ends_after_it_starts(self) -> InteractionObservation:
+        if self.occurred_at is not None and self.ended_at is not None and self.ended_at < self.occurred_at:
+            raise ValueError(
+                f"ended_at ({self.ended_at.isoformat()}) is before occurred_at ({self.occurred_at.isoformat()})"
+            )
+        return self
 
 
 class DealObservation(_ObservationBase):
@@ -130,13 +165,13 @@ class DealObservation(_ObservationBase):
 
     kind: Literal["deal"] = "deal"
     client: ClientKey
-    title: str | None = None
-    stage: str | None = None
-    pipeline: str | None = None
+    title: Line | None = None
+    stage: Word | None = None
+    pipeline: Word | None = None
     status: Literal["open", "won", "lost"] | None = None
-    amount: Decimal | None = None
-    currency: str | None = None
-    fields: dict[str, Scalar] = Field(default_factory=dict)
+    amount: Amount | None = None
+    currency: Annotated[Word, Field(max_length=16)] | None = None
+    fields: Fields = Field(default_factory=dict)
 
 
 class TaskObservation(_ObservationBase):
@@ -144,11 +179,16 @@ class TaskObservation(_ObservationBase):
 
     kind: Literal["task"] = "task"
     client: ClientKey
-    title: str | None = None
+    title: Line | None = None
     due_at: datetime | None = None
-    assignee: str | None = None
+    assignee: Word | None = None
     done: bool | None = None
-    fields: dict[str, Scalar] = Field(default_factory=dict)
+    fields: Fields = Field(default_factory=dict)
+
+    @field_validator("due_at")
+    @classmethod
+    def _utc_due(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else _aware(value)
 
 
 class RefObservation(_ObservationBase):
@@ -160,7 +200,7 @@ class RefObservation(_ObservationBase):
 
     kind: Literal["ref"] = "ref"
     target: Literal["client", "item"] = "client"
-    target_id: int
+    target_id: DbId
 
 
 Observation = Annotated[

@@ -10,13 +10,14 @@ from typing import Any
 
 import structlog
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import DataError
 
 from hub.core import record
 from hub.core.assignment import PartitionAssigner
 from hub.core.bus import BusConfig
 from hub.core.delivery import SinkRunner
 from hub.core.dlq import DeadLetters
-from hub.core.errors import BadInput, ConfigError, NotFound
+from hub.core.errors import BadInput, ConfigError, NotFound, database_problem
 from hub.core.events import ClientView, ItemView, Observation, SourceRef, observation_adapter
 from hub.core.identity import normalize_email, normalize_phone
 from hub.core.inbox import Inbox
@@ -25,7 +26,7 @@ from hub.core.logging import register_secrets
 from hub.core.merge import merge_clients, unmerge
 from hub.core.metrics import METRICS
 from hub.core.plugins import PluginHost
-from hub.core.ratelimit import RateLimiter
+from hub.core.ratelimit import Limiter, SharedRateLimiter
 from hub.core.relay import Relay
 from hub.core.retry import RetryPolicy
 from hub.core.settings import Settings, check_plugin_settings, load_plugin_settings, secret_values
@@ -55,7 +56,7 @@ class Hub:
         self.state = StateStore(self.store)
         self.dlq = DeadLetters(self.store)
         self._plugin_settings: dict[str, BaseModel] = {}
-        self._limiters: dict[str, RateLimiter] = {}
+        self._limiters: dict[str, Limiter] = {}
         self._runtimes: dict[str, Any] = {}
         self._runtime_lock = threading.Lock()
         self.sinks: dict[str, Sink] = {}
@@ -132,8 +133,9 @@ class Hub:
         if callable(close):
             close()
 
-    def limiter(self, name: str, spec: str) -> RateLimiter:
-        """The one rate limiter for an external account (``"bitrix24:acme.bitrix24.ru"``), shared process-wide."""
+    def limiter(self, name: str, spec: str) -> Limiter:
+        """The one rate limiter for an external account (``"bitrix24:acme.bitrix24.ru"``): its budget lives in the
+        database, so every process of this hub (``hub run``, a CLI backfill, workers) shares it."""
         limiter = self._limiters.get(name)
         if limiter is None:
             calls, waits = METRICS.api_calls.labels(name), METRICS.limit_wait.labels(name)
@@ -143,7 +145,7 @@ class Hub:
                 if waited:
                     waits.inc(waited)
 
-            limiter = self._limiters[name] = RateLimiter(spec, on_acquire=count)
+            limiter = self._limiters[name] = SharedRateLimiter(self.store, name, spec, on_acquire=count)
         return limiter
 
     def _register_route(self, route: WebhookRoute) -> None:
@@ -288,10 +290,13 @@ class Hub:
 
     # --- ingest ------------------------------------------------------------------------------------------
     @staticmethod
-    def parse_observation(data: Any) -> Observation:
-        """Validate a JSON-ready dict as an observation, with a message that names every bad field."""
+    def parse_observation(data: Any, context: dict[str, Any] | None = None) -> Observation:
+        """Validate a JSON-ready dict as an observation, with a message that names every bad field.
+
+        ``context`` (``hub.core.bounds.validation_context``) gives the phone region and the clock skew allowed.
+        """
         try:
-            return observation_adapter.validate_python(data)
+            return observation_adapter.validate_python(data, context=context)
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
             raise BadInput(f"invalid observation: {problems}") from exc
@@ -332,6 +337,8 @@ class Hub:
                             results.append(apply_observation(conn, obs, self.policy, strict=strict))
                     except BadInput as bad:
                         results.append(bad)
+                    except (DataError, OverflowError) as exc:  # a value the database cannot hold: refuse it alone
+                        results.append(BadInput(f"the database cannot store this observation: {database_problem(exc)}"))
         emitted = 0
         for obs, result in zip(observations, results, strict=True):
             if isinstance(result, BadInput):

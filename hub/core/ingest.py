@@ -132,6 +132,9 @@ class Applied:
     item_id: int | None = None
 
 
+_WEAK = datetime(1970, 1, 1, tzinfo=UTC)  # the observation time of a weak value: anything later outranks it
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -579,6 +582,8 @@ class Ingest:
         self._lock([*(str(key.ref) for _ in [0] if key.ref), *phones, *emails])
         cid = self._resolve(ref=key.ref, keys=[], phones=phones, emails=emails, kind=kind, reason_origin=origin)
         if cid is not None:
+            if key.name_if_empty and key.name:
+                self._name_if_empty(cid, key.name, origin)
             return cid
         if not key.create or not self.policy.create_unknown_clients:
             return None
@@ -596,9 +601,21 @@ class Ingest:
             name=key.name,
             phones=phones,
             emails=emails,
+            # A weak name is observed "at the epoch": whatever another source says later outranks it.
+            **({"observed_at": _WEAK} if key.name_if_empty else {}),
         )
         self._apply_client(sub, link_ref=key.ref is not None)
         return self.result.client_id
+
+    def _name_if_empty(self, client_id: int, name: str, origin: str) -> None:
+        """Name a client that has no name yet, at the lowest rank (see ``ClientKey.name_if_empty``)."""
+        state = self._state(client_id, for_update=self.policy.postgres)
+        if state is None or state.name:
+            return
+        if self._set_field(state, "name", name, origin, _iso(_WEAK)):
+            system, _, account = origin.partition(":")
+            ref = SourceRef(system=system, account=account, entity="client", id=str(client_id))
+            self._finish_client(state, ref, ["name"], False, _now())
 
     # --- timeline items ----------------------------------------------------------------------------------
     def _apply_item(self, obs: InteractionObservation | DealObservation | TaskObservation) -> None:

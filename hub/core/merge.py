@@ -172,3 +172,20 @@ def unmerge(conn: Connection, merge_id: int) -> list[Event]:
         _event(conn, winner_id, "client.changed", origin, ["unmerged"]),
         _event(conn, loser_id, "client.changed", origin, ["unmerged"]),
     ]
+
+
+def dismiss_candidate(conn: Connection, candidate_id: int) -> None:
+    """A person said the two clients are different people: the candidate is closed and not asked again."""
+    done = conn.execute(
+        update(s.merge_candidates)
+        .where(s.merge_candidates.c.id == candidate_id, s.merge_candidates.c.status == "open")
+        .values(status="dismissed")
+    )
+    if not done.rowcount:
+        raise NotFound(f"no open merge candidate {candidate_id}")
+
+
+def recent_merges(conn: Connection, limit: int = 20) -> list[dict[str, Any]]:
+    """The latest merges, newest first, for a person to review or undo."""
+    rows = conn.execute(select(s.merges).order_by(s.merges.c.id.desc()).limit(limit)).mappings()
+    return [dict(r) for r in rows]

@@ -54,8 +54,9 @@ class PluginHost:
             if allow is None or name in allow:
                 self.register(name, plugin)
         self.pm.check_pending()  # every plugin with an unknown hook was set aside above: this cannot fail
-        if os.environ.get("HUB_TRACE_PLUGINS"):
-            self.pm.trace.root.setwriter(lambda msg: log.debug("hook", trace=msg.rstrip()))
+        if os.environ.get("HUB_TRACE_PLUGINS", "").lower() not in ("", "0", "false", "no"):
+            # Info, not debug: whoever sets the variable wants to see the calls at the default log level.
+            self.pm.trace.root.setwriter(lambda msg: log.info("hook", trace=msg.rstrip()))
             self.pm.enable_tracing()
 
     def _load_entry_points(self, allow: list[str] | None) -> None:
@@ -136,8 +137,10 @@ class PluginHost:
             name = impl.plugin_name
             self.calling = name
             try:
-                args = {k: kwargs[k] for k in impl.argnames}
-                results.append((name, impl.function(**args)))
+                # Through pluggy's own caller (one plugin at a time), so tracing and hook monitoring see the call.
+                others = [p for p in self.pm.get_plugins() if p is not impl.plugin]
+                returned = self.pm.subset_hook_caller(hook_name, remove_plugins=others)(**kwargs)
+                results.append((name, returned[0] if returned else None))
             except Exception as exc:
                 log.error(
                     "plugin hook failed",

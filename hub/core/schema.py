@@ -184,3 +184,56 @@ state = Table(
     Column("value", JSON, nullable=False),
     Column("updated_at", TZ, nullable=False),
 )
+
+# --- console: people who log in, their sessions and API tokens ----------------------------------------------
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("display_name", String(255), nullable=False),
+    Column("role", String(16), nullable=False),  # operator, admin
+    Column("password_hash", String(255), nullable=False),
+    Column("language", String(8), nullable=False),  # ru, en
+    Column("extension", String(32)),  # the operator's PBX extension: call pop-ups and click-to-call
+    Column("active", Boolean, nullable=False),
+    Column("created_at", TZ, nullable=False),
+    Column("updated_at", TZ, nullable=False),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("token_hash", String(64), nullable=False, unique=True),  # sha256 of the cookie's token, never the token
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", TZ, nullable=False),
+    Column("expires_at", TZ, nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),  # shown in lists so a token can be recognised, not used
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("created_at", TZ, nullable=False),
+    Column("last_used_at", TZ),
+    Column("revoked_at", TZ),
+)
+
+# A company card lists its people: without this index that is a scan of every client.
+Index("ix_clients_company", clients.c.company_id)
+
+# SQLite only: a trigram full-text index over clients.search, kept by triggers (migration 0002), so a name,
+# company or part of a phone is found without reading every client. Virtual tables live outside this metadata.
+SEARCH_INDEX_TABLES = (
+    "clients_fts",
+    "clients_fts_data",
+    "clients_fts_idx",
+    "clients_fts_docsize",
+    "clients_fts_config",
+)

@@ -31,7 +31,8 @@ StrongSecret = Annotated[SecretStr, AfterValidator(_strong)]
 
 DEFAULT_CSP = (
     "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "img-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; "
     "frame-ancestors 'none'"
 )
 
@@ -85,6 +86,19 @@ class MetricsSettings(BaseModel):
     )
 
 
+class ConsoleSettings(BaseModel):
+    """The web console (``HUB_CONSOLE__*``): sessions and login limits; see docs/console.md."""
+
+    secret_key: SecretStr | None = Field(
+        None, description="Signs session cookies; default: a random key kept in the hub's state table."
+    )
+    session_hours: float = Field(12.0, gt=0, description="A login lasts this long.")
+    login_attempts: int = Field(5, ge=1, description="Failed logins allowed per username and per address ...")
+    login_window_s: float = Field(300.0, gt=0, description="... within this many seconds; then 429.")
+    page_size: int = Field(25, ge=5, le=200, description="Rows per page of the client list.")
+    timezone: str = Field("Europe/Moscow", description="Times on pages and days in filters are in this zone.")
+
+
 class SinkDefaults(BaseModel):
     max_attempts: int = Field(8, ge=1, description="Deliveries tried before an event is dead-lettered.")
     backoff_base: float = Field(0.5, gt=0, description="First retry delay in seconds; doubles each attempt.")
@@ -112,6 +126,9 @@ class Settings(BaseSettings):
         description="Prefix of exchange and queue names, for hubs sharing one broker.",
     )
     default_region: str = Field("RU", description="Region for phone numbers written without a country code.")
+    max_clock_skew_s: float = Field(
+        300.0, ge=0, description="An observation dated more than this many seconds ahead of the hub's clock is refused."
+    )
     partitions: int = Field(8, ge=1, le=256, description="Event queues per sink; a client always maps to one.")
     system_of_record: dict[str, list[str]] = Field(
         default_factory=dict,
@@ -121,6 +138,7 @@ class Settings(BaseSettings):
     auto_migrate: bool = Field(True, description="Upgrade the database schema when the hub starts.")
     http: HttpSettings = Field(default_factory=HttpSettings)
     sink: SinkDefaults = Field(default_factory=SinkDefaults)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     relay_stuck_after: float = Field(
         60.0, gt=0, description="Seconds an event may wait unrelayed before /readyz says the relay is stuck."

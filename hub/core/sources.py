@@ -32,6 +32,8 @@ class WebhookRoute:
     methods: Sequence[str] = ("POST",)
     name: str | None = None
     sender: SenderCheck | None = None
+    openapi: dict[str, Any] | None = None
+    """Merged into the route's OpenAPI operation: its ``parameters``, ``requestBody`` and ``responses``."""
 
     @property
     def is_api(self) -> bool:

@@ -38,6 +38,30 @@ class StateStore:
                     .values(value=value, updated_at=now)
                 )
 
+    def put_many(self, scope: str, values: dict[str, Any]) -> None:
+        """:meth:`put` for many keys of one scope in one transaction (a sink's batch of writes)."""
+        if not values:
+            return
+        now = datetime.now(UTC)
+        with self.store.write() as conn:
+            keys = list(values)
+            found: set[str] = set()
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                rows = conn.execute(select(s.state.c.key).where(s.state.c.scope == scope, s.state.c.key.in_(chunk)))
+                found.update(r.key for r in rows)
+            fresh = [
+                {"scope": scope, "key": k, "value": v, "updated_at": now} for k, v in values.items() if k not in found
+            ]
+            if fresh:
+                conn.execute(insert(s.state), fresh)
+            for key in found:
+                conn.execute(
+                    update(s.state)
+                    .where(s.state.c.scope == scope, s.state.c.key == key)
+                    .values(value=values[key], updated_at=now)
+                )
+
     def claim(self, scope: str, key: str, value: Any) -> bool:
         """Store ``value`` only if ``key`` is free or already holds ``value``: one owner per key."""
         now = datetime.now(UTC)

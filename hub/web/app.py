@@ -14,13 +14,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub import __version__
 from hub.core.backlog import refresh_gauges
+from hub.core.bounds import validation_context
 from hub.core.dlq import LetterFilter
 from hub.core.errors import BadInput, ConfigError, ExternalAPIError, HubError, NotFound
 from hub.core.events import observation_adapter
 from hub.core.hub import Hub
 from hub.core.metrics import METRICS
 from hub.core.readiness import Readiness
+from hub.core.users import api_authenticator
+from hub.web.console import mount_console
 from hub.web.docs import mount_docs
+from hub.web.errors import install_error_handlers
+from hub.web.jsonbody import read_capped, read_json
+from hub.web.params import ClientId, ItemId, ItemKinds, OptionalToken, OtherClientId, SearchText, Token
 from hub.web.security import install_security
 
 log = structlog.get_logger("hub.web")
@@ -42,6 +48,12 @@ class BodyLimit:
         if length is not None and length.isdigit() and int(length) > self.limit:
             await _too_large(self.limit, send)
             return
+        if length is None:  # chunked: the whole body is read here, so that no handler sees a part of it
+            buffered = await read_capped(receive, self.limit)
+            if buffered is None:
+                await _too_large(self.limit, send)
+                return
+            receive = buffered
         seen = 0
 
         async def limited() -> Message:
@@ -110,6 +122,8 @@ def create_app(hub: Hub) -> FastAPI:
     if hub.settings.http.docs:
         mount_docs(app)  # assets served by the hub itself: the docs work offline
     readiness = Readiness(hub, relay_stuck_after=hub.settings.relay_stuck_after)
+    install_error_handlers(app)
+    context = validation_context(hub.settings.default_region, hub.settings.max_clock_skew_s)
 
     @app.exception_handler(HubError)
     async def _hub_error(_request: Request, exc: HubError) -> JSONResponse:
@@ -172,11 +186,7 @@ def create_app(hub: Hub) -> FastAPI:
 
         A JSON array applies up to 1,000 observations in one transaction; each is applied or refused on its own,
         and the answer (200) lists the outcome of each, in order."""
-        raw = await request.body()
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return _error(400, "malformed_json", f"the body is not valid JSON: {exc}")
+        data = await read_json(await request.body())
         if isinstance(data, list):
             return await _post_many(data)
         if not isinstance(data, dict):
@@ -184,7 +194,7 @@ def create_app(hub: Hub) -> FastAPI:
         problem = _kind_problem(data)
         if problem:
             return _error(422, "unknown_kind", problem)
-        obs = hub.parse_observation(data)
+        obs = hub.parse_observation(data, context)
         result = await run_in_threadpool(hub.ingest, obs)
         return JSONResponse(_outcome(result), status_code=201 if result.events else 200)
 
@@ -198,7 +208,7 @@ def create_app(hub: Hub) -> FastAPI:
                 problem = _kind_problem(data) if isinstance(data, dict) else "an item is not a JSON object"
                 if problem:
                     raise BadInput(problem)
-                parsed.append(hub.parse_observation(data))
+                parsed.append(hub.parse_observation(data, context))
                 outcomes.append(None)
             except BadInput as exc:
                 outcomes.append({"error": "bad_input", "detail": str(exc)})
@@ -218,42 +228,46 @@ def create_app(hub: Hub) -> FastAPI:
     # --- clients ---------------------------------------------------------------------------------------
     @app.get("/api/clients", tags=["record"])
     def find_clients(
-        phone: str | None = None, email: str | None = None, q: str | None = None, limit: int = Query(50, ge=1, le=500)
+        phone: SearchText = None, email: SearchText = None, q: SearchText = None, limit: int = Query(50, ge=1, le=500)
     ) -> dict[str, Any]:
         """Find clients by phone (any format), email (any case) or text in the name."""
         views = hub.find_clients(phone=phone, email=email, q=q, limit=limit)
         return {"items": [v.model_dump(mode="json") for v in views]}
 
     @app.get("/api/clients/{client_id}", tags=["record"])
-    def get_client(client_id: int) -> dict[str, Any]:
+    def get_client(client_id: ClientId) -> dict[str, Any]:
         return hub.get_client(client_id).model_dump(mode="json")
 
     @app.get("/api/clients/{client_id}/timeline", tags=["record"])
     def get_timeline(
-        client_id: int, limit: int = Query(100, ge=1, le=1000), kind: list[str] | None = Query(None)
+        client_id: ClientId, limit: int = Query(100, ge=1, le=1000), kind: ItemKinds = None
     ) -> dict[str, Any]:
         """Every touchpoint of the client, newest first."""
-        return {"items": [i.model_dump(mode="json") for i in hub.timeline(client_id, limit=limit, kinds=kind)]}
+        return {
+            "items": [
+                i.model_dump(mode="json") for i in hub.timeline(client_id, limit=limit, kinds=[*kind] if kind else None)
+            ]
+        }
 
     @app.get("/api/merge-candidates", tags=["record"])
-    def merge_candidates(status: str = "open") -> dict[str, Any]:
+    def merge_candidates(status: Token = "open") -> dict[str, Any]:
         return {"items": [{**c, "created_at": c["created_at"].isoformat()} for c in hub.merge_candidates(status)]}
 
     @app.post("/api/clients/{client_id}/merge", tags=["record"])
-    def merge(client_id: int, other_id: int = Query(..., description="the client merged into this one")) -> dict:
+    def merge(client_id: ClientId, other_id: OtherClientId) -> dict:
         return {"merge_id": hub.merge(client_id, other_id, actor="api")}
 
     @app.post("/api/merges/{merge_id}/undo", tags=["record"])
-    def undo_merge(merge_id: int) -> dict[str, Any]:
+    def undo_merge(merge_id: ItemId) -> dict[str, Any]:
         hub.unmerge(merge_id)
         return {"undone": merge_id}
 
     # --- dead letters ----------------------------------------------------------------------------------
     @app.get("/api/dlq", tags=["operations"])
     def dlq_list(
-        queue: str | None = None,
-        status: str = "open",
-        kind: str | None = None,
+        queue: OptionalToken = None,
+        status: Token = "open",
+        kind: OptionalToken = None,
         after: int = Query(0, ge=0, le=2**62, description="Page on: letters with an id over this one."),
         limit: int = Query(100, ge=1, le=1000),
     ) -> dict[str, Any]:
@@ -262,7 +276,7 @@ def create_app(hub: Hub) -> FastAPI:
         return {"items": [d.summary() for d in hub.dlq.list(where=where, after=after, limit=limit)]}
 
     @app.post("/api/dlq/{letter_id}/replay", tags=["operations"])
-    def dlq_replay(letter_id: int) -> dict[str, Any]:
+    def dlq_replay(letter_id: ItemId) -> dict[str, Any]:
         return hub.dlq.replay(letter_id).summary()
 
     # --- plugin routes ---------------------------------------------------------------------------------
@@ -278,6 +292,7 @@ def create_app(hub: Hub) -> FastAPI:
                 else None,
                 tags=["webhooks"],
                 include_in_schema=True,
+                openapi_extra=route.openapi,
             )
 
     original_openapi = app.openapi
@@ -288,6 +303,9 @@ def create_app(hub: Hub) -> FastAPI:
         return spec
 
     app.openapi = openapi  # type: ignore[method-assign]
+    mount_console(app, hub)
     app.add_middleware(BodyLimit, limit=hub.settings.http.max_body_bytes)
-    install_security(app, hub)  # outermost: Host, origin, media type and the API token before anything is read
+    install_security(
+        app, hub, api_authenticator(hub.store, hub.settings.http.api_token)
+    )  # outermost: Host, origin, media type and the API token before anything is read
     return app

@@ -185,6 +185,12 @@ class HttpSecurity:
         self.access_log_on = access_log_on
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            headers = Headers(scope=scope)
+            host, origin = headers.get("host"), headers.get("origin")
+            if not self.hosts.allows(host) or (origin is not None and not self._origin_allowed(origin, host)):
+                await send({"type": "websocket.close", "code": 1008})  # no cross-site WebSocket hijacking
+                return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

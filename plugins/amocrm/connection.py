@@ -1,15 +1,15 @@
-"""One connected amoCRM account at run time: its API client paced by the hub's limiter, its OAuth tokens kept in
-``hub.state`` (stored before use), its one-owner claim, and the status that ``hub_health`` reports."""
+"""One connected amoCRM account at run time: the core :class:`hub.core.accounts.Account` (shared rate budget,
+capped Retry-After, tokens in ``hub.state``, connect-once claim, health) with amoCRM's client and OAuth on it."""
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any
 
-import httpx
 import structlog
 
+from hub.core.accounts import Account as CoreAccount
+from hub.core.accounts import Accounts as CoreAccounts
+from hub.core.echo import EchoLedger
 from hub.core.errors import ConfigError, ExternalAPIError
 from plugins.amocrm.client import AccountBanned, AmoCRMClient, LongLivedToken, TokenProvider
 from plugins.amocrm.mapping import Pipelines
@@ -18,23 +18,20 @@ from plugins.amocrm.settings import AmoCRMSection, AmoCRMSettings
 
 log = structlog.get_logger("plugins.amocrm")
 
-CLAIMS = "amocrm:accounts"  # state scope: amoCRM account id → the account key that owns it
 
-
-class Account:
+class Account(CoreAccount):
     """An amoCRM account as the hub uses it. ``key`` is the account string in every SourceRef."""
 
+    system = "amocrm"
+    hub: Any  # the whole hub: inbound and sink code ingest and look clients up through it
+
     def __init__(self, hub: Any, settings: AmoCRMSettings) -> None:
-        self.hub = hub
+        secrets = [v.get_secret_value() for v in (settings.long_lived_token, settings.client_secret) if v is not None]
+        super().__init__(hub, settings.account, rate_limit=settings.rate_limit, secrets=secrets)
         self.settings = settings
-        self.key = settings.account
-        self.scope = f"amocrm:{self.key}"
-        self.limiter = hub.limiter(self.scope, settings.rate_limit)
+        self.echoes = EchoLedger(hub.state, self.system, self.key)
         self._pipelines: Pipelines | None = None
-        self._rate_limited_until = 0.0
         self._reconnect: str | None = None
-        self._lock = threading.Lock()
-        self.http = httpx.Client(timeout=30.0, event_hooks={"response": [self._on_response]})
         self.oauth: OAuthSession | None = None
         tokens: TokenProvider
         if settings.uses_oauth:
@@ -62,25 +59,14 @@ class Account:
 
     # --- pacing and tokens ------------------------------------------------------------------------------------
     def _throttle(self, n: int) -> object:
-        return self.limiter.acquire(n, stop=self.hub.stop_event)
-
-    def _on_response(self, response: httpx.Response) -> None:
-        """A 429 pauses every request to the account (sink, inbox, poller alike) for as long as amoCRM asked."""
-        if response.status_code == 429:
-            try:
-                wait = float(response.headers.get("retry-after") or 60)
-            except ValueError:
-                wait = 60.0
-            self.limiter.pause(wait)
-            self.limiter.fill()
-            self._rate_limited_until = time.monotonic() + wait
+        return self.throttle(n)
 
     def _store_tokens(self, tokens: OAuthTokens) -> None:
-        self.hub.state.put(self.scope, "oauth_tokens", tokens.to_dict())  # committed before the pair is used
+        self.store_token("oauth_tokens", tokens.to_dict())  # committed before the pair is used
         self._reconnect = None
 
     def _load_tokens(self) -> OAuthTokens | None:
-        stored = self.hub.state.get(self.scope, "oauth_tokens")
+        stored = self.load_token("oauth_tokens")
         return OAuthTokens.from_dict(stored) if isinstance(stored, dict) else None
 
     # --- connecting -------------------------------------------------------------------------------------------
@@ -95,12 +81,7 @@ class Account:
             self.oauth.exchange_code(code)
         info = self.call(self.client.account)
         account_id = str(info.get("id"))
-        if not self.hub.state.claim(CLAIMS, account_id, self.key):
-            owner = self.hub.state.get(CLAIMS, account_id)
-            raise ConfigError(
-                f"amoCRM account {account_id} is already connected to this hub as {owner!r}; an account is "
-                "connected once (remove the other entry from the settings)"
-            )
+        self.require_claim(account_id)
         self.hub.state.put(self.scope, "account", {"id": info.get("id"), "subdomain": info.get("subdomain")})
         log.info("amocrm.connected", account=self.key, account_id=account_id)
         return info
@@ -130,45 +111,21 @@ class Account:
             return {**report, "status": "down", "detail": "blocked by amoCRM (HTTP 403); all traffic stopped"}
         if self._reconnect is not None or (self.oauth is not None and self._load_tokens() is None):
             return {**report, "status": "down", "detail": "reconnect required: run `hub amocrm connect --code`"}
-        if self._rate_limited_until > time.monotonic():
-            return {**report, "status": "degraded", "detail": "rate limited (HTTP 429); waiting as amoCRM asked"}
-        return {**report, "status": "ok"}
-
-    def close(self) -> None:
-        self.http.close()
+        return {**report, **super().health()}
 
 
-class Accounts:
-    """Every configured account of one hub, by key."""
-
-    def __init__(self, hub: Any) -> None:
-        section: AmoCRMSection = hub.plugin_settings("amocrm")
-        self.by_key = {s.account: Account(hub, s) for s in section.configured()}
-
-    def __iter__(self) -> Any:
-        return iter(self.by_key.values())
-
-    def get(self, key: str | None = None) -> Account:
-        if not self.by_key:
-            raise ConfigError("no amoCRM account is configured; set HUB_AMOCRM__BASE_URL and a token")
-        if key is None:
-            if len(self.by_key) > 1:
-                raise ConfigError(f"several amoCRM accounts are configured; choose one of {sorted(self.by_key)}")
-            return next(iter(self.by_key.values()))
-        try:
-            return self.by_key[key]
-        except KeyError:
-            raise ConfigError(f"no amoCRM account {key!r}; configured: {sorted(self.by_key)}") from None
-
-    def close(self) -> None:
-        for account in self:
-            account.close()
+Accounts = CoreAccounts[Account]
 
 
 def accounts(hub: Any) -> Accounts:
     """The accounts of ``hub``, created once per hub (the web route, sink, poller and CLI share them)."""
-    found: Accounts = hub.runtime("amocrm", lambda: Accounts(hub))
-    return found
+
+    def create() -> Accounts:
+        section: AmoCRMSection = hub.plugin_settings("amocrm")
+        found = [Account(hub, s) for s in section.configured()]
+        return Accounts("amoCRM", found, setting_hint="HUB_AMOCRM__BASE_URL and a token")
+
+    return Accounts.of(hub, "amocrm", create)
 
 
 def forget(hub: Any) -> None:

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from hub.core.errors import BadInput
 from hub.core.events import ClientView, ItemView
+from hub.core.identity import normalize_email, normalize_phone
+from plugins.amocrm.connection import Account
 from plugins.amocrm.mapping import LeadMapping, lead_payload, note_payload, same_text, task_payload
 from plugins.amocrm.settings import AmoCRMSettings
+from plugins.amocrm.webhooks import WebhookHint
 
 
 def hub_uniq(item: ItemView) -> str:
@@ -57,3 +61,46 @@ def counterpart_matches(
     if entity == "task":
         return item.kind == "task" and task_matches(item, record)
     return False
+
+
+def client_values(name: Any, points: dict[str, list[str]], region: str) -> dict[str, Any]:
+    """What the echo ledger compares of a contact or company: its name and normalised phones and emails."""
+    phones, emails = [], []
+    for raw in points.get("PHONE", []):
+        try:
+            phones.append(normalize_phone(raw, region))
+        except BadInput:
+            phones.append(raw)
+    for raw in points.get("EMAIL", []):
+        try:
+            emails.append(normalize_email(raw))
+        except BadInput:
+            emails.append(raw)
+    return {"name": name if isinstance(name, str) else None, "phones": phones, "emails": emails}
+
+
+def payload_values(payload: dict[str, Any], region: str) -> dict[str, Any]:
+    """:func:`client_values` of a contact the sink creates (its POST payload)."""
+    points: dict[str, list[str]] = {}
+    for cf in payload.get("custom_fields_values") or []:
+        code = str(cf.get("field_code") or "")
+        points[code] = [str(v.get("value")) for v in cf.get("values") or [] if v.get("value")]
+    return client_values(payload.get("name"), points, region)
+
+
+def hint_values(hint: WebhookHint, region: str) -> dict[str, Any]:
+    """:func:`client_values` of a contact as a webhook renders it."""
+    points: dict[str, list[str]] = {}
+    for cf in hint.custom_fields:
+        if cf.code:
+            points.setdefault(cf.code, []).extend(cf.texts())
+    return client_values(hint.data.get("name"), points, region)
+
+
+def own_write(account: Account, hint: WebhookHint) -> bool:
+    """A webhook that only announces a contact or company the hub's sink just created, with the values it wrote."""
+    if hint.entity not in ("contact", "company") or hint.action not in ("add", "update"):
+        return False
+    plural = "companies" if hint.entity == "company" else "contacts"
+    region = account.hub.settings.default_region
+    return account.echoes.is_echo(plural, hint.id, hint_values(hint, region))

@@ -9,6 +9,7 @@ from hub import hookimpl
 from hub.core.sources import Poller, SenderCheck
 from plugins.amocrm.cli import amocrm
 from plugins.amocrm.connection import accounts, forget
+from plugins.amocrm.echo import own_write
 from plugins.amocrm.inbound import Inbound
 from plugins.amocrm.sandbox import create_app
 from plugins.amocrm.settings import AmoCRMSection
@@ -33,7 +34,8 @@ def hub_register_sinks(hub: Any, register: Any) -> None:
 def hub_register_routes(hub: Any, register: Any) -> None:
     secrets = {a.key: a.settings.webhook_secret.get_secret_value() for a in accounts(hub) if a.settings.webhook_secret}
     sender = SenderCheck("the secret webhook path", bool(secrets), "set HUB_AMOCRM__WEBHOOK_SECRET")
-    register(replace(webhook_route(hub, secrets), sender=sender))
+    route = webhook_route(hub, secrets, is_echo=lambda key, hint: own_write(accounts(hub).get(key), hint))
+    register(replace(route, sender=sender))
 
 
 @hookimpl

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import hashlib
 import hmac
 import json
@@ -86,6 +87,7 @@ class SandboxOptions:
     account_id: int = 31_000_001
     rate_limit: float = 7.0
     burst: int | None = None
+    window: bool = False  # count requests in any one second (what amoCRM documents) instead of a leaky bucket
     ban_after: int = 3
     long_lived_token: str | None = None
     client_id: str = "sandbox-client-id"
@@ -134,6 +136,23 @@ class _Bucket:
         return True
 
 
+class _Window:
+    """The server-side counter as amoCRM documents it: at most ``limit`` requests in any one second."""
+
+    def __init__(self, limit: int, clock: Callable[[], float]) -> None:
+        self.limit, self.clock = limit, clock
+        self.seen: collections.deque[float] = collections.deque()
+
+    def take(self) -> bool:
+        now = self.clock()
+        while self.seen and self.seen[0] <= now - 1.0:
+            self.seen.popleft()
+        if len(self.seen) >= self.limit:
+            return False
+        self.seen.append(now)
+        return True
+
+
 class Sandbox:
     """The sandbox's state; ``app.state.sandbox`` in the app from :func:`create_app`."""
 
@@ -156,8 +175,11 @@ class Sandbox:
             self.by_route: dict[str, int] = {}
             self.rate_limited = 0
             self.banned = False
-            self.bucket = _Bucket(
-                self.options.rate_limit, self.options.burst or max(1, int(self.options.rate_limit)), self.options.clock
+            limit = self.options.burst or max(1, int(self.options.rate_limit))
+            self.bucket: _Bucket | _Window = (
+                _Window(int(self.options.rate_limit), self.options.clock)
+                if self.options.window
+                else _Bucket(self.options.rate_limit, limit, self.options.clock)
             )
             self.codes: dict[str, float] = {}
             self.access_tokens: dict[str, float] = {}
@@ -352,6 +374,36 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type="application/problem+json")
 
 
+# Fields amoCRM requires in each item of a write (docs/plugins/amocrm.md, "Conformance with the account").
+REQUIRED_IN_EACH: dict[tuple[str, str], tuple[str, ...]] = {
+    ("PATCH", "contacts"): ("id",),
+    ("PATCH", "companies"): ("id",),
+    ("PATCH", "leads"): ("id",),
+    ("POST", "notes"): ("entity_id", "note_type"),
+    ("POST", "tasks"): ("text", "complete_till"),
+    ("POST", "calls"): ("direction", "phone", "duration", "source"),
+}
+
+
+def _refuse_incomplete(method: str, parts: list[str], body: Any) -> JSONResponse | None:
+    """A write whose body is not a non-empty array, or whose items lack a required field, is a 400 as in amoCRM."""
+    if method not in ("POST", "PATCH") or not parts or parts[-1] in ("complex",):
+        return None
+    if parts[:2] == ["leads", "pipelines"] or (method == "PATCH" and len(parts) > 1 and parts[-1] != "notes"):
+        return None  # PATCH /entity/{id} takes one object, its id in the path
+    if not isinstance(body, list) or not body:
+        return validation_problem({"0": [{"code": "NotSupportedChoice", "path": "", "detail": "empty request"}]})
+    needed = REQUIRED_IN_EACH.get((method, parts[-1] if parts[-1] in ("notes",) else parts[0]), ())
+    errors: dict[str, list[dict[str, str]]] = {}
+    for n, item in enumerate(body):
+        missing = [f for f in needed if not isinstance(item, dict) or item.get(f) in (None, "")]
+        if missing:
+            errors[str(n)] = [
+                {"code": "NotBlank", "path": f, "detail": "This value should not be blank."} for f in missing
+            ]
+    return validation_problem(errors) if errors else None
+
+
 def validation_problem(errors: dict[str, list[dict[str, str]]]) -> JSONResponse:
     return JSONResponse(
         {
@@ -461,6 +513,9 @@ class _Api:
     def _route(self, request: Request, body: Any) -> Response:
         parts = request.url.path.rstrip("/").split("/")[3:]  # after /api/v4
         method = request.method
+        refused = _refuse_incomplete(method, parts, body)
+        if refused is not None:
+            return refused
         query = parse_nested_form(request.url.query) if request.url.query else {}
         acc, sb = self.sb.account, self.sb
         if parts == ["account"] and method == "GET":
@@ -859,3 +914,12 @@ def create_app(**options: Any) -> Starlette:
     # shown by `hub sandbox amocrm`: the only way a person learns the token of a sandbox started from the CLI
     app.state.banner = f"long-lived token (HUB_AMOCRM__LONG_LIVED_TOKEN): {sandbox.long_lived_token}"
     return app
+
+
+create_app.setup_help = (  # type: ignore[attr-defined]
+    'Seed: curl -X POST <url>/_sandbox/seed -d \'{"contacts": 1000, "companies": 100}\'. '
+    "Webhooks: set HUB_AMOCRM__BASE_URL=<url>, HUB_AMOCRM__LONG_LIVED_TOKEN (printed at start) and "
+    "HUB_AMOCRM__WEBHOOK_SECRET, run the hub, then register its route: curl -X POST <url>/_sandbox/webhooks "
+    '-d \'{"url": "http://127.0.0.1:8080/webhooks/amocrm/<secret>"}\'; every change made through the API is '
+    "then posted there. Stats: GET <url>/_sandbox/stats; faults: POST <url>/_sandbox/faults."
+)

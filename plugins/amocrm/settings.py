@@ -33,7 +33,7 @@ class AmoCRMSettings(BaseModel):
     webhook_secret: SecretStr | None = Field(
         default=None, description="The secret path part: webhooks are accepted at /webhooks/amocrm/<secret>"
     )
-    rate_limit: str = "7/s burst 7"
+    rate_limit: str = "7/s window"
     write_batch: int = Field(default=50, ge=1, le=MAX_BATCH)
     reconcile_interval: float = Field(default=300.0, gt=0, description="Seconds between /api/v4/events polls")
     pipeline_map: dict[str, int] = Field(default_factory=dict, description="Hub pipeline name → amoCRM pipeline id")

@@ -14,11 +14,12 @@ from typing import Any
 
 import structlog
 
+from hub.core.echo import Written
 from hub.core.errors import BadInput, NotFound
 from hub.core.events import ClientView, Event, ItemView, RefObservation
 from hub.core.sinks import Sink
 from plugins.amocrm.connection import Account
-from plugins.amocrm.echo import lead_matches, note_matches, task_matches
+from plugins.amocrm.echo import lead_matches, note_matches, payload_values, task_matches
 from plugins.amocrm.mapping import (
     LeadMapping,
     call_payload,
@@ -123,6 +124,11 @@ class Writer:
             self.amo.call(self.client.update, f"/api/v4/{plural}", items)
         for plural, pairs in creates.items():
             made = self.amo.call(self.client.add, f"/api/v4/{plural}", [p for _, p in pairs])
+            # Remember what was written: the webhooks amoCRM sends for these are then known before any re-read.
+            self.amo.echoes.wrote(
+                Written(plural, str(result["id"]), payload_values(payload, self.region))
+                for (_view, payload), result in zip(pairs, made, strict=True)
+            )
             for (view, _payload), result in zip(pairs, made, strict=True):
                 at = (plural, int(result["id"]))
                 located[view.id] = at

@@ -7,25 +7,24 @@ the API first, so a forged body cannot inject data.
 from __future__ import annotations
 
 import hmac
-import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlencode
 
 import structlog
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from hub.core import formcodec
 from hub.core.errors import BadInput
+from hub.core.formcodec import FormLimits
 from hub.core.sources import WebhookRoute
 
 log = structlog.get_logger("plugins.amocrm")
 
 EntityKind = Literal["contact", "company", "lead", "note", "task", "customer"]
 
-_KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
-_PART = re.compile(r"\[([^\[\]]*)\]")
 # Scalar and nested values can share a path in real bodies (``[note][type]=3`` and ``[note][type][uuid]=…``).
 SCALAR_KEY = "_value"
 _MAX_INDEX = 10_000
@@ -77,70 +76,24 @@ class WebhookHint:
         return self.subdomain or self.account_id or ""
 
 
-def parse_nested_form(body: bytes | str) -> dict[str, Any]:
-    """Parse ``a[b][0][c]=v`` pairs into nested dicts and lists, as PHP's ``parse_str`` does.
+# amoCRM batches entities into one webhook, a few dozen pairs each; 10,000 pairs leave a wide margin.
+WEBHOOK_LIMITS = FormLimits(max_pairs=10_000, max_depth=8, max_key_length=256, max_list_index=_MAX_INDEX)
 
-    Numeric keys become list positions (in key order, so gaps close up); ``a[]=x`` appends.
+
+def parse_nested_form(body: bytes | str) -> dict[str, Any]:
+    """Parse ``a[b][0][c]=v`` pairs into nested dicts and lists, as PHP's ``parse_str`` does (the core codec).
+
+    Numeric keys become list positions (in key order, so gaps close up); ``a[]=x`` appends; a key that is both a
+    value and a container keeps the value under :data:`SCALAR_KEY`. Raise :class:`BadInput` beyond the bounds.
     """
-    text = body.decode("utf-8") if isinstance(body, bytes) else body
-    try:
-        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True, encoding="utf-8", errors="strict")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadInput(f"amoCRM webhook body is not form-encoded ({exc}); expected key=value pairs") from exc
-    root: dict[str, Any] = {}
-    for key, value in pairs:
-        match = _KEY.match(key)
-        if match is None:
-            raise BadInput(f"amoCRM webhook key {key[:80]!r} is not of the form name[part][part]")
-        parts = [match.group(1), *_PART.findall(match.group(2))]
-        _assign(root, parts, value)
-    return _listify(root)
+    return formcodec.decode(
+        body, limits=WEBHOOK_LIMITS, lists="sorted", scalar_key=SCALAR_KEY, strict=True, what="amoCRM webhook body"
+    )
 
 
 def encode_nested_form(data: dict[str, Any]) -> str:
-    """The inverse of :func:`parse_nested_form`: ``{"a": [{"b": "1"}]}`` → ``a%5B0%5D%5Bb%5D=1``."""
-    pairs: list[tuple[str, str]] = []
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, child in value.items():
-                walk(f"{prefix}[{key}]" if prefix else str(key), child)
-        elif isinstance(value, list):
-            for index, child in enumerate(value):
-                walk(f"{prefix}[{index}]", child)
-        elif value is not None:
-            pairs.append((prefix, str(value) if not isinstance(value, bool) else str(int(value))))
-
-    walk("", data)
-    return urlencode(pairs)
-
-
-def _assign(node: dict[str, Any], parts: list[str], value: str) -> None:
-    for depth, part in enumerate(parts):
-        last = depth == len(parts) - 1
-        if part == "":
-            part = str(sum(1 for k in node if k.isdigit()))
-        if last:
-            existing = node.get(part)
-            if isinstance(existing, dict):
-                existing[SCALAR_KEY] = value
-            else:
-                node[part] = value
-            return
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {} if child is None else {SCALAR_KEY: child}
-            node[part] = child
-        node = child
-
-
-def _listify(node: Any) -> Any:
-    if not isinstance(node, dict):
-        return node
-    converted = {k: _listify(v) for k, v in node.items()}
-    if converted and all(k.isdigit() and int(k) < _MAX_INDEX for k in converted):
-        return [converted[k] for k in sorted(converted, key=int)]
-    return converted
+    """The inverse of :func:`parse_nested_form`: ``{"a": [{"b": "1"}]}`` → ``a[0][b]=1``."""
+    return formcodec.encode(data)
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -286,9 +239,12 @@ def hint_payload(hint: WebhookHint, account: str) -> tuple[dict[str, Any], str]:
     return payload, f"amocrm:{account}:{hint.entity}:{hint.id}:{hint.action}:{stamp}"
 
 
-def webhook_route(hub: Any, secrets_by_account: dict[str, str]) -> WebhookRoute:
+def webhook_route(
+    hub: Any, secrets_by_account: dict[str, str], is_echo: Callable[[str, WebhookHint], bool] | None = None
+) -> WebhookRoute:
     """``POST /webhooks/amocrm/<secret>``: store each hint in the durable inbox and answer at once (amoCRM
-    gives up after 2 s). An unknown secret is a 404 and stores nothing."""
+    gives up after 2 s). An unknown secret is a 404 and stores nothing. A hint that ``is_echo`` recognises as the
+    hub's own write is dropped here, before it costs an API re-read."""
 
     def account_for(secret: str) -> str | None:
         found = None
@@ -298,10 +254,17 @@ def webhook_route(hub: Any, secrets_by_account: dict[str, str]) -> WebhookRoute:
         return found
 
     def store(hints: list[WebhookHint], account: str) -> int:
-        stored = 0
+        stored = echoes = 0
         for hint in hints:
+            if is_echo is not None and is_echo(account, hint):
+                echoes += 1
+                continue
             payload, key = hint_payload(hint, account)
             stored += bool(hub.inbox.put(INBOX_KIND, payload, dedup_key=key))
+        if echoes:
+            log.info(
+                "amocrm.webhook_echoes", account=account, echoes=echoes, detail="the hub's own writes; not re-read"
+            )
         return stored
 
     async def receive(request: Request) -> JSONResponse:
@@ -311,7 +274,7 @@ def webhook_route(hub: Any, secrets_by_account: dict[str, str]) -> WebhookRoute:
             return JSONResponse({"error": "not_found", "detail": "no such webhook"}, status_code=404)
         body = await request.body()
         try:
-            hints = parse_webhook(body)
+            hints = await formcodec.parse_off_loop(parse_webhook, body)
         except BadInput as exc:
             log.warning("amocrm.webhook_rejected", account=account, problem=str(exc))
             return JSONResponse({"error": "bad_input", "detail": str(exc)}, status_code=400)

@@ -27,7 +27,7 @@ EVENTS = (
 
 
 def _hub() -> Any:
-    from hub.cli import get_hub
+    from hub import get_hub
 
     return get_hub(click.get_current_context())
 
@@ -73,10 +73,26 @@ def connect(portal_key: str | None, refresh_token: str | None) -> None:
 
 @bitrix24.command("bind")
 @click.option("--portal", "portal_key", help="Which configured portal; the only one by default.")
-@click.option("--url", required=True, help="Public address of the hub's route, https://…/webhooks/bitrix24")
+@click.option("--url", default="", help="Public address of the hub's route, https://…/webhooks/bitrix24")
 def bind(portal_key: str | None, url: str) -> None:
     """Subscribe the hub to the portal's CRM events (OAuth applications; outgoing webhooks are set in the portal)."""
     portal = portals(_hub()).get(portal_key)
+    if portal.settings.events == "offline":
+        # Behind NAT: the portal keeps the events in its offline queue and the hub fetches them.
+        bound = {b.get("event") for b in portal.client.call("event.get") or [] if str(b.get("offline")) == "1"}
+        todo = [e for e in EVENTS if e not in bound]
+        for event in todo:
+            portal.client.call("event.bind", {"event": event, "event_type": "offline"})
+        click.echo(f"{len(todo)} event(s) bound to the offline queue ({len(EVENTS) - len(todo)} already were)")
+        return
+    if not portal.settings.application_token:
+        # Without the token the hub does not mount /webhooks/bitrix24: every event would meet a 404.
+        raise click.ClickException(
+            f"/webhooks/bitrix24 is not mounted for {portal.key}: set HUB_BITRIX24__APPLICATION_TOKEN (the "
+            "application token of your app or outgoing webhook; `hub sandbox bitrix24` prints the sandbox's) first"
+        )
+    if not url.rstrip("/").endswith("/webhooks/bitrix24"):
+        raise click.ClickException(f"{url} is not the hub's Bitrix24 route: it must end with /webhooks/bitrix24")
     bound = {(b.get("event"), b.get("handler")) for b in portal.client.call("event.get") or []}
     added = 0
     for event in EVENTS:

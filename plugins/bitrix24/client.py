@@ -20,8 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from hub.core.errors import ExternalAPIError, FatalDelivery
-
-from .formencoding import encode
+from hub.core.formcodec import encode
 
 MAX_BATCH = 50
 PAGE_SIZE = 50
@@ -525,7 +524,7 @@ class Bitrix24Client:
                 key = f"p{i}"
                 if key in answer.errors:
                     raise self._page_error(method, answer.errors[key])
-                rows = _rows(answer.results.get(key))
+                rows = page_rows(answer.results.get(key))
                 yield from rows
                 seen += len(rows)
                 if rows:
@@ -547,7 +546,7 @@ class Bitrix24Client:
                 key = f"p{i}"
                 if key in answer.errors:
                     raise self._page_error(method, answer.errors[key])
-                rows = _rows(answer.results.get(key))
+                rows = page_rows(answer.results.get(key))
                 yield from rows
                 if len(rows) < PAGE_SIZE:
                     return
@@ -561,7 +560,7 @@ class Bitrix24Client:
         return FatalDelivery(f"Bitrix24 {method} page failed: {error.code}: {error.description}")
 
 
-def _rows(result: Any) -> list[dict[str, Any]]:
+def page_rows(result: Any) -> list[dict[str, Any]]:
     """A list page's rows; some list methods wrap them in a one-key object (``{"items": [...]}``)."""
     if isinstance(result, list):
         return result

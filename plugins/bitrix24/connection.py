@@ -1,16 +1,16 @@
-"""One connected Bitrix24 portal at run time: its REST client paced by the hub's limiter, its OAuth tokens kept
-in ``hub.state`` (stored before use, reloaded after a restart), its one-owner claim, and what ``hub_health`` shows."""
+"""One connected Bitrix24 portal at run time: a core :class:`hub.core.accounts.Account` (rate budget shared by
+every process, tokens in ``hub.state``, connect-once claim, health) with Bitrix24's REST client and OAuth on it."""
 
 from __future__ import annotations
 
 import hmac
 import threading
-import time
 from typing import Any
 
 import httpx
 import structlog
 
+from hub.core.accounts import Account, Accounts
 from hub.core.errors import ConfigError, ExternalAPIError, FatalDelivery
 from hub.core.ratelimit import RateSpec
 from plugins.bitrix24.client import Bitrix24Client, OAuthSession, OAuthTokens, mask_webhook
@@ -18,7 +18,6 @@ from plugins.bitrix24.settings import Bitrix24Section, Bitrix24Settings
 
 log = structlog.get_logger("plugins.bitrix24")
 
-CLAIMS = "bitrix24:portals"  # state scope: "member:<member_id>" → the portal key that owns it
 LIMIT_SHOWN_FOR = 60.0  # seconds health stays "degraded" after Bitrix24 said QUERY_LIMIT_EXCEEDED
 
 
@@ -49,11 +48,11 @@ class StoredTokens:
         return base + "/" if base.endswith("/rest") else base + "/rest/"
 
     def load(self) -> OAuthTokens | None:
-        stored = self.portal.hub.state.get(self.portal.scope, "oauth_tokens")
+        stored = self.portal.load_token("oauth_tokens")
         return OAuthTokens(**stored) if isinstance(stored, dict) else None
 
     def store(self, tokens: OAuthTokens) -> None:
-        self.portal.hub.state.put(self.portal.scope, "oauth_tokens", dict(tokens.__dict__))
+        self.portal.store_token("oauth_tokens", dict(tokens.__dict__))
         self.portal.reconnect_required = None
 
     def start(self, tokens: OAuthTokens) -> OAuthSession:
@@ -109,21 +108,19 @@ class StoredTokens:
         raise
 
 
-class Portal:
+class Portal(Account):
     """A Bitrix24 portal as the hub uses it. ``key`` is the ``account`` of every SourceRef from it."""
 
+    system = "bitrix24"
+    hub: Any  # the whole hub: inbound and sink code ingest and look clients up through it
+
     def __init__(self, hub: Any, settings: Bitrix24Settings) -> None:
-        self.hub = hub
+        super().__init__(hub, settings.account, rate_limit=with_headroom(settings.rate_limit))
         self.settings = settings
-        self.key = settings.account
-        self.scope = f"bitrix24:{self.key}"
         self.region = hub.settings.default_region
-        self.limiter = hub.limiter(f"bitrix24:{self.key}", with_headroom(settings.rate_limit))
         self.reconnect_required: str | None = None
         self.auth_problem: str | None = None
-        self._limited_at = 0.0
         self._claimed: set[str] = set()
-        self.http = httpx.Client(timeout=30.0, event_hooks={"response": [self._on_response]})
         self.tokens: StoredTokens | None = None
         if settings.uses_oauth:
             self.tokens = StoredTokens(self)
@@ -148,15 +145,16 @@ class Portal:
 
     # --- pacing and status ----------------------------------------------------------------------------------
     def _throttle(self, n: int) -> float:
-        return self.limiter.acquire(n, stop=self.hub.stop_event)
+        return self.throttle(n)
 
     def _on_limit(self) -> None:
         """Bitrix24 still said QUERY_LIMIT_EXCEEDED: its bucket is full, so every caller of this portal waits."""
         self.limiter.fill()
-        self._limited_at = time.monotonic()
+        self.mark_degraded("rate limited (QUERY_LIMIT_EXCEEDED); waiting", for_seconds=LIMIT_SHOWN_FOR)
         log.warning("bitrix24.query_limit_exceeded", portal=self.key)
 
     def _on_response(self, response: httpx.Response) -> None:
+        super()._on_response(response)
         if response.status_code == 401:
             response.read()
             try:
@@ -178,13 +176,10 @@ class Portal:
         """Claim the portal's member_id for this key: a portal is connected once (False: another key owns it)."""
         if not member_id or member_id in self._claimed:
             return True
-        if not self.hub.state.claim(CLAIMS, f"member:{member_id}", self.key):
+        if not super().claim(member_id):
             return False
         self._claimed.add(member_id)
         return True
-
-    def owner_of(self, member_id: str) -> Any:
-        return self.hub.state.get(CLAIMS, f"member:{member_id}")
 
     # --- connecting -----------------------------------------------------------------------------------------
     def connect(self, refresh_token: str | None = None) -> dict[str, Any]:
@@ -227,9 +222,7 @@ class Portal:
         if paused:
             methods = ", ".join(sorted(paused))
             return {**report, "status": "degraded", "detail": f"operation time limit: {methods} paused"}
-        if self._limited_at and time.monotonic() - self._limited_at < LIMIT_SHOWN_FOR:
-            return {**report, "status": "degraded", "detail": "rate limited (QUERY_LIMIT_EXCEEDED); waiting"}
-        return {**report, "status": "ok"}
+        return {**report, **super().health()}
 
     def describe(self) -> str:
         """Where the portal is, safe to show (the webhook code masked)."""
@@ -237,34 +230,9 @@ class Portal:
             return mask_webhook(self.settings.webhook_url.get_secret_value())
         return self.tokens.endpoint if self.tokens else self.key
 
-    def close(self) -> None:
-        self.http.close()
 
-
-class Portals:
+class Portals(Accounts[Portal]):
     """Every configured portal of one hub, by key."""
-
-    def __init__(self, hub: Any) -> None:
-        section: Bitrix24Section = hub.plugin_settings("bitrix24")
-        self.by_key = {s.account: Portal(hub, s) for s in section.configured()}
-
-    def __iter__(self) -> Any:
-        return iter(self.by_key.values())
-
-    def __bool__(self) -> bool:
-        return bool(self.by_key)
-
-    def get(self, key: str | None = None) -> Portal:
-        if not self.by_key:
-            raise ConfigError("no Bitrix24 portal is configured; set HUB_BITRIX24__WEBHOOK_URL (or an OAuth app)")
-        if key is None:
-            if len(self.by_key) > 1:
-                raise ConfigError(f"several Bitrix24 portals are configured; choose one of {sorted(self.by_key)}")
-            return next(iter(self.by_key.values()))
-        try:
-            return self.by_key[key]
-        except KeyError:
-            raise ConfigError(f"no Bitrix24 portal {key!r}; configured: {sorted(self.by_key)}") from None
 
     def for_token(self, token: str) -> Portal | None:
         """The portal whose application token an inbound event carries."""
@@ -274,14 +242,16 @@ class Portals:
                 found = portal
         return found
 
-    def close(self) -> None:
-        for portal in self:
-            portal.close()
-
 
 def portals(hub: Any) -> Portals:
     """The portals of ``hub``, created once per hub (the web route, sink, poller and CLI share them)."""
-    found: Portals = hub.runtime("bitrix24", lambda: Portals(hub))
+
+    def create() -> Portals:
+        section: Bitrix24Section = hub.plugin_settings("bitrix24")
+        found = [Portal(hub, s) for s in section.configured()]
+        return Portals("Bitrix24", found, setting_hint="HUB_BITRIX24__WEBHOOK_URL (or an OAuth app)")
+
+    found: Portals = hub.runtime("bitrix24", create)
     return found
 
 

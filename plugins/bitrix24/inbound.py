@@ -4,7 +4,7 @@ backfill (2,500 rows a request). Records that only reflect what the hub wrote (e
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from hub.core.errors import BadInput, FatalDelivery, NotFound
 from hub.core.events import ClientKey, ClientObservation, ClientView, ItemView, RefObservation, SourceRef
+from plugins.bitrix24.client import MAX_BATCH, page_rows
 from plugins.bitrix24.connection import Portal
 from plugins.bitrix24.echo import call_matches, comment_matches, deal_matches, hub_origin, unlinked
 from plugins.bitrix24.mapping import (
@@ -40,6 +41,7 @@ READ: dict[str, tuple[str, list[str], str]] = {
     "timeline_comment": ("crm.timeline.comment", [], "CREATED"),
 }
 RECONCILED = ("company", "contact", "deal", "activity", "timeline_comment")
+COMMENT_OWNERS = ("company", "contact")  # the elements whose timeline comments the hub reads
 BULK = 2500  # rows stored per ingest_many: what one list request brings
 TIMELINE_WINDOW = 200
 
@@ -290,6 +292,7 @@ class Inbound:
         summary = Summary()
         before = self.client.requests
         overlap = timedelta(seconds=self.portal.settings.reconcile_overlap)
+        owners: list[tuple[str, str]] = []
         for entity in RECONCILED:
             name = f"cursor:{entity}"
             stored = self.hub.state.get(self.portal.scope, name)
@@ -297,6 +300,11 @@ class Inbound:
             if cursor is None:
                 # First run: history is the backfill's job; from now on nothing is missed.
                 self.hub.state.put(self.portal.scope, name, _iso_now())
+                continue
+            if entity == "timeline_comment":
+                # Listed per element only: the comments of the contacts and companies that changed.
+                for record in self.comments_of(owners):
+                    summary.add(entity, self.apply(entity, record))
                 continue
             method, select, stamp = READ[entity]
             params: dict[str, Any] = {"filter": {f">={stamp}": (cursor - overlap).isoformat(timespec="seconds")}}
@@ -307,6 +315,8 @@ class Inbound:
                 moment = _when(record.get(stamp))
                 if moment is not None and moment > newest:
                     newest = moment
+                if entity in COMMENT_OWNERS:
+                    owners.append((entity, str(record["ID"])))
                 summary.add(entity, self.apply(entity, record))
             if newest != cursor:
                 self.hub.state.put(self.portal.scope, name, newest.isoformat(timespec="seconds"))
@@ -326,14 +336,21 @@ class Inbound:
         before = self.client.requests
         started = _iso_now()
         wanted = [e for e in RECONCILED if e in set(entities)]
+        owners: list[tuple[str, str]] | None = [] if all(e in wanted for e in COMMENT_OWNERS) else None
         for entity in wanted:
             method, select, stamp = READ[entity]
             params: dict[str, Any] = {"select": select} if select else {}
             if since is not None:
                 moment = since if since.tzinfo else since.replace(tzinfo=UTC)
                 params["filter"] = {f">={stamp}": moment.isoformat(timespec="seconds")}
+            if entity == "timeline_comment":
+                records = self.comments_of(owners if owners is not None else self._owner_ids())
+            else:
+                records = self.client.list_all(f"{method}.list", params)
             chunk: list[dict[str, Any]] = []
-            for record in self.client.list_all(f"{method}.list", params):
+            for record in records:
+                if owners is not None and entity in COMMENT_OWNERS:
+                    owners.append((entity, str(record["ID"])))
                 chunk.append(record)
                 if len(chunk) >= BULK:
                     self._backfill_chunk(entity, chunk, summary, progress)
@@ -344,6 +361,38 @@ class Inbound:
                 self.hub.state.put(self.portal.scope, f"cursor:{entity}", started)
         summary.requests = self.client.requests - before
         return summary
+
+    def _owner_ids(self) -> list[tuple[str, str]]:
+        """Every contact and company of the portal, by id only (2,500 a request)."""
+        return [
+            (entity, str(row["ID"]))
+            for entity in COMMENT_OWNERS
+            for row in self.client.list_all(f"{READ[entity][0]}.list", {"select": ["ID"]})
+        ]
+
+    def comments_of(self, owners: Iterable[tuple[str, str]]) -> Iterator[dict[str, Any]]:
+        """The timeline comments of each ``(entity, id)``: the method lists one element's comments at a time and
+        requires ``filter[ENTITY_ID]`` and ``filter[ENTITY_TYPE]``; 50 elements go in one ``batch``."""
+        pending = list(owners)
+        for start in range(0, len(pending), MAX_BATCH):
+            chunk = pending[start : start + MAX_BATCH]
+            commands = {
+                f"c{i}": ("crm.timeline.comment.list", {"filter": {"ENTITY_ID": oid, "ENTITY_TYPE": kind}, "start": 0})
+                for i, (kind, oid) in enumerate(chunk)
+            }
+            answer = self.client.batch_raw(commands)
+            for i, (kind, oid) in enumerate(chunk):
+                key = f"c{i}"
+                if key in answer.errors:
+                    error = answer.errors[key]
+                    raise FatalDelivery(
+                        f"Bitrix24 crm.timeline.comment.list of {kind} {oid} failed: {error.code} {error.description}"
+                    )
+                rows = page_rows(answer.results.get(key))
+                yield from rows
+                if key in answer.nexts:  # more than one page of comments on this element
+                    params = {"filter": {"ENTITY_ID": oid, "ENTITY_TYPE": kind}, "start": answer.nexts[key]}
+                    yield from self.client.list_all("crm.timeline.comment.list", params, keyset=False)
 
     def _backfill_chunk(
         self,

@@ -5,17 +5,22 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import structlog
+
 from hub import hookimpl
 from hub.core.sources import Poller, SenderCheck
 from plugins.bitrix24.cli import bitrix24
 from plugins.bitrix24.connection import forget, portals
 from plugins.bitrix24.inbound import Inbound
+from plugins.bitrix24.offline import OfflineEvents
 from plugins.bitrix24.sandbox import create_app
 from plugins.bitrix24.settings import Bitrix24Section
 from plugins.bitrix24.sink import Bitrix24Sink
 from plugins.bitrix24.webhooks import INBOX_KIND, webhook_route
 
 __version__ = "1.0.0"
+
+log = structlog.get_logger("plugins.bitrix24")
 
 
 @hookimpl
@@ -35,6 +40,12 @@ def hub_register_routes(hub: Any, register: Any) -> None:
     configured = any(p.settings.application_token for p in found)
     sender = SenderCheck("auth[application_token]", configured, "set HUB_BITRIX24__APPLICATION_TOKEN")
     register(replace(webhook_route(hub, found), sender=sender))
+    if found and not configured:
+        # Events from the portal would meet a 404; say so where the operator looks first.
+        log.warning(
+            "bitrix24.webhook_route_not_mounted",
+            detail="POST /webhooks/bitrix24 needs HUB_BITRIX24__APPLICATION_TOKEN; live events are not received",
+        )
 
 
 @hookimpl
@@ -48,6 +59,9 @@ def hub_register_inbox_handlers(hub: Any, register: Any) -> None:
 def hub_register_listeners(hub: Any, register: Any) -> None:
     for portal in portals(hub):
         register(Poller(f"bitrix24:{portal.key}", Inbound(portal).poll, portal.settings.reconcile_interval))
+        if portal.settings.events == "offline":
+            offline = OfflineEvents(portal)
+            register(Poller(f"bitrix24-offline:{portal.key}", offline.tick, portal.settings.offline_interval))
 
 
 @hookimpl

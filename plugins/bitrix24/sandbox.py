@@ -28,8 +28,9 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from .formencoding import decode, encode
-from .sandbox_crm import Answer, CrmStore, MethodError, _get
+from hub.core.formcodec import decode, encode
+
+from .sandbox_crm import Answer, CrmStore, MethodError, _get, _items
 
 QUERY_LIMIT_BODY = {"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"}
 OPERATION_LIMIT_BODY = {
@@ -134,6 +135,13 @@ class Bitrix24Sandbox:
         )
         self.crm.methods.update({"event.bind": self._event_bind, "event.get": self._event_get})
         self.crm.methods["event.unbind"] = self._event_unbind
+        self.crm.methods.update(
+            {
+                "event.offline.get": self._offline_get,
+                "event.offline.clear": self._offline_clear,
+                "event.offline.error": self._offline_error,
+            }
+        )
         self.lock = threading.RLock()
         self._outbox: queue.Queue[tuple[str, str]] = queue.Queue()
         self._sender: threading.Thread | None = None
@@ -155,6 +163,7 @@ class Bitrix24Sandbox:
             self.events: list[dict[str, Any]] = []
             self.delivery_failures: list[str] = []
             self.bindings: list[dict[str, Any]] = []
+            self.offline: list[dict[str, Any]] = []  # the portal's offline event queue
             self.access_tokens: dict[str, float] = {}
             self.refresh_tokens: set[str] = set()
             self.blocked: dict[str, float] = {}
@@ -234,6 +243,20 @@ class Bitrix24Sandbox:
         for binding in list(self.bindings):
             if binding["event"] != event:
                 continue
+            if binding.get("offline"):  # kept on the portal until the application fetches it
+                self.offline.append(
+                    {
+                        "ID": str(self._offline_seq()),
+                        "TIMESTAMP_X": datetime.fromtimestamp(self._wallclock()).isoformat(timespec="seconds"),
+                        "EVENT_NAME": event,
+                        "EVENT_DATA": {"FIELDS": dict(fields)},
+                        "EVENT_ADDITIONAL": {"user_id": "1"},
+                        "MESSAGE_ID": secrets.token_hex(16),
+                        "PROCESS_ID": "",
+                        "ERROR": "0",
+                    }
+                )
+                continue
             payload = {
                 "event": event,
                 "event_handler_id": str(binding["id"]),
@@ -276,9 +299,59 @@ class Bitrix24Sandbox:
                         self._pending -= 1
                         self._pending_cv.notify_all()
 
+    def _offline_seq(self) -> int:
+        self._offline_counter = getattr(self, "_offline_counter", 0) + 1
+        return self._offline_counter
+
+    def _offline_get(self, params: dict[str, Any]) -> Answer:
+        """event.offline.get: the first events of the queue; ``clear=0`` marks them with a ``process_id`` instead
+        of deleting them, so they survive until ``event.offline.clear`` (event_offline_get.php)."""
+        limit = max(1, min(1000, int(str(_get(params, "limit") or 50))))
+        clear = str(_get(params, "clear") if _get(params, "clear") is not None else "1") != "0"
+        process_id = str(_get(params, "process_id") or "") or secrets.token_hex(16)
+        want_errors = str(_get(params, "error") or "0") == "1"
+        chosen = [
+            r for r in self.offline if r["PROCESS_ID"] in ("", process_id) and (r["ERROR"] == "1") == want_errors
+        ][:limit]
+        if clear:
+            self.offline = [r for r in self.offline if r not in chosen]
+        else:
+            for record in chosen:
+                record["PROCESS_ID"] = process_id
+        events = [{k: v for k, v in r.items() if k not in ("PROCESS_ID", "ERROR")} for r in chosen]
+        return Answer({"process_id": process_id, "events": events})
+
+    def _offline_clear(self, params: dict[str, Any]) -> Answer:
+        process_id = str(_get(params, "process_id") or "")
+        if not process_id:
+            raise MethodError(400, "ERROR_ARGUMENT", "Argument 'process_id' is null or empty")
+        ids = {str(i) for i in _items(_get(params, "id"))}
+        messages = {str(m) for m in _items(_get(params, "message_id"))}
+
+        def cleared(record: dict[str, Any]) -> bool:
+            if record["PROCESS_ID"] != process_id:
+                return False
+            if ids:
+                return record["ID"] in ids
+            return not messages or record["MESSAGE_ID"] in messages
+
+        self.offline = [r for r in self.offline if not cleared(r)]
+        return Answer(True)
+
+    def _offline_error(self, params: dict[str, Any]) -> Answer:
+        process_id = str(_get(params, "process_id") or "")
+        if not process_id:
+            raise MethodError(400, "ERROR_ARGUMENT", "Argument 'process_id' is null or empty")
+        messages = {str(m) for m in _items(_get(params, "message_id"))}
+        for record in self.offline:
+            if record["PROCESS_ID"] == process_id and record["MESSAGE_ID"] in messages:
+                record["ERROR"], record["PROCESS_ID"] = "1", ""
+        return Answer(True)
+
     def _event_bind(self, params: dict[str, Any]) -> Answer:
         event = str(_get(params, "event") or "").upper()
-        handler = str(_get(params, "handler") or "")
+        offline = str(_get(params, "event_type") or "").lower() == "offline"
+        handler = str(_get(params, "handler") or ("offline" if offline else ""))
         if not event or not handler:
             raise MethodError(400, "ERROR_ARGUMENT", "Event name and handler are required")
         if any(b["event"] == event and b["handler"] == handler for b in self.bindings):
@@ -295,7 +368,7 @@ class Bitrix24Sandbox:
         return Answer(True)
 
     def _event_get(self, params: dict[str, Any]) -> Answer:
-        return Answer([{k: b[k] for k in ("event", "handler", "auth_type", "offline")} for b in self.bindings])
+        return Answer([{k: b.get(k, 0) for k in ("event", "handler", "auth_type", "offline")} for b in self.bindings])
 
     def _event_unbind(self, params: dict[str, Any]) -> Answer:
         event = str(_get(params, "event") or "").upper()
@@ -631,4 +704,21 @@ def create_app(**options: Any) -> Starlette:
         ]
     )
     app.state.sandbox = sandbox
+
+    def banner(base_url: str) -> str:
+        # shown by `hub sandbox bitrix24`: the two settings a hub needs to talk to this portal and accept its events
+        return (
+            f"incoming webhook (HUB_BITRIX24__WEBHOOK_URL): {sandbox.webhook_url(base_url)}\n"
+            f"application token (HUB_BITRIX24__APPLICATION_TOKEN): {sandbox.application_token}"
+        )
+
+    app.state.banner = banner
     return app
+
+
+create_app.setup_help = (  # type: ignore[attr-defined]
+    "Seed: curl -X POST <url>/_sandbox/seed -d '{\"contacts\": 1000}' (numbered contacts with phones and emails). "
+    "Live events: set HUB_BITRIX24__WEBHOOK_URL and HUB_BITRIX24__APPLICATION_TOKEN to the values printed at start, "
+    "run the hub, then `hub bitrix24 bind --url http://127.0.0.1:8080/webhooks/bitrix24`; the sandbox then posts "
+    "ONCRM* events there. Stats: GET <url>/_sandbox/stats; faults: POST <url>/_sandbox/faults."
+)

@@ -142,6 +142,14 @@ def _same_phone(a: Any, b: Any) -> bool:
     return bool(left) and left == right
 
 
+def _required_fields(params: Mapping[str, Any]) -> Any:
+    """``*.add`` without ``fields`` is an error on the portal, not an empty record."""
+    fields = _get(params, "fields")
+    if not isinstance(fields, Mapping) or not fields:
+        raise MethodError(400, "", "Parameter 'fields' must be array.")
+    return fields
+
+
 class CrmStore:
     """All CRM data of one sandbox portal and the methods that read and change it."""
 
@@ -171,7 +179,7 @@ class CrmStore:
             "crm.timeline.comment.get": lambda p: Answer(
                 self._present("comment", self._record("comment", p), [], full=True)
             ),
-            "crm.timeline.comment.list": lambda p: self._list("comment", p),
+            "crm.timeline.comment.list": self._comment_list,
             "crm.timeline.comment.fields": lambda p: Answer(self._fields("comment")),
             "telephony.externalcall.register": self._call_register,
             "telephony.externalcall.finish": self._call_finish,
@@ -181,7 +189,7 @@ class CrmStore:
 
     def _crud(self, kind: str) -> None:
         prefix = f"crm.{kind}."
-        self.methods[prefix + "add"] = lambda p: Answer(self._add(kind, _get(p, "fields") or {}))
+        self.methods[prefix + "add"] = lambda p: Answer(self._add(kind, _required_fields(p)))
         self.methods[prefix + "update"] = lambda p: Answer(self._update(kind, p))
         self.methods[prefix + "get"] = lambda p: Answer(self._present(kind, self._record(kind, p), [], full=True))
         self.methods[prefix + "list"] = lambda p: self._list(kind, p)
@@ -426,6 +434,15 @@ class CrmStore:
         if left is None or right is None:
             return False
         return {">": left > right, ">=": left >= right, "<": left < right, "<=": left <= right}[op]
+
+    def _comment_list(self, params: Mapping[str, Any]) -> Answer:
+        """crm.timeline.comment.list lists the comments of one CRM element: the portal refuses it without
+        ``filter[ENTITY_ID]`` and ``filter[ENTITY_TYPE]`` (crm_timeline_comment_list.php)."""
+        filter_ = _get(params, "filter")
+        keys = {str(k).upper() for k in filter_} if isinstance(filter_, Mapping) else set()
+        if not {"ENTITY_ID", "ENTITY_TYPE"} <= keys:
+            raise MethodError(400, "", "Access denied.")
+        return self._list("comment", params)
 
     def _list(self, kind: str, params: Mapping[str, Any]) -> Answer:
         rules = self._compile(_get(params, "filter"))

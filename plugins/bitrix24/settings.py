@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -43,6 +44,12 @@ class Bitrix24Settings(BaseModel):
     reconcile_overlap: float = Field(
         default=120.0, ge=0, description="Seconds re-read before each reconciliation cursor (clock skew, late writes)"
     )
+    events: Literal["webhooks", "offline", "polling"] = Field(
+        default="webhooks",
+        description="How changes arrive: webhooks (POST /webhooks/bitrix24), offline (the hub fetches the portal's "
+        "offline event queue, for a hub behind NAT) or polling (reconciliation only)",
+    )
+    offline_interval: float = Field(default=5.0, gt=0, description="Seconds between event.offline.get calls")
 
     @field_validator("webhook_url")
     @classmethod
@@ -126,6 +133,8 @@ class Bitrix24Section(BaseModel):
     oauth_url: str | None = None
     responsible_id: int | None = None
     reconcile_overlap: float | None = None
+    events: Literal["webhooks", "offline", "polling"] | None = None
+    offline_interval: float | None = None
 
     def configured(self) -> list[Bitrix24Settings]:
         """Every configured portal, the top-level one first; ValueError when two name the same portal."""

@@ -18,10 +18,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from hub.core import formcodec
 from hub.core.errors import BadInput
+from hub.core.formcodec import FormLimits
 from hub.core.sources import WebhookRoute
-
-from .formencoding import decode
 
 log = structlog.get_logger("plugins.bitrix24")
 
@@ -55,18 +55,30 @@ class InboundEvent:
     fields: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
+# A Bitrix24 event is a few dozen pairs; these bounds leave a wide margin and stop a body built to stall the parser.
+EVENT_LIMITS = FormLimits(max_pairs=2_000, max_depth=6, max_key_length=256)
+TOKEN_KEY = "auth[application_token]"
+# Event times the hub accepts: Bitrix24 started in 2012; a ts past 2100 is not a real event.
+_TS_RANGE = (0, 4_102_444_800)
+
+
 def parse_event(body: bytes | str) -> InboundEvent:
     """Parse an event body: form-encoded as Bitrix24 sends it (or its JSON rendering). Raise :class:`BadInput`."""
-    text = (body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body).strip()
+    if isinstance(body, bytes):
+        try:
+            body = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadInput("Bitrix24 event body is not UTF-8; expected a URL-encoded form body") from None
+    text = body.strip()
     if not text:
         raise BadInput("empty Bitrix24 event body: expected a form body with event=… and data[FIELDS][ID]=…")
     if text.startswith("{"):
         try:
             payload = json.loads(text)
-        except ValueError as exc:
-            raise BadInput(f"Bitrix24 event body is not valid JSON ({exc})") from None
+        except (ValueError, RecursionError) as exc:
+            raise BadInput(f"Bitrix24 event body is not valid JSON ({str(exc)[:120]})") from None
     else:
-        payload = decode(text)
+        payload = formcodec.decode(text, limits=EVENT_LIMITS, what="Bitrix24 event body")
     if not isinstance(payload, dict):
         raise BadInput("Bitrix24 event body must be a form or a JSON object")
     event = str(payload.get("event") or "").strip().upper()
@@ -94,10 +106,18 @@ def parse_event(body: bytes | str) -> InboundEvent:
 
 
 def _timestamp(value: Any) -> datetime | None:
-    try:
-        return datetime.fromtimestamp(int(str(value)), UTC)
-    except (TypeError, ValueError, OverflowError):
+    """The event's ``ts`` (Unix seconds); absent is None, anything else that is not a plausible time is refused."""
+    if value is None or value == "":
         return None
+    text = str(value).strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 12 and _TS_RANGE[0] <= int(text) <= _TS_RANGE[1]):
+        raise BadInput(f"Bitrix24 event ts {text[:24]!r} is not a Unix time in seconds")
+    return datetime.fromtimestamp(int(text), UTC)
+
+
+def token_of(body: bytes | str) -> str:
+    """The ``auth[application_token]`` of a form body, read without decoding it; "" when absent or JSON."""
+    return (formcodec.find_pair(body, TOKEN_KEY) or "").strip()
 
 
 def verify_event(event: InboundEvent, application_token: str) -> None:
@@ -157,18 +177,24 @@ def webhook_route(hub: Any, portals: Any) -> WebhookRoute:
         stored = hub.inbox.put(INBOX_KIND, payload, dedup_key=key)
         return JSONResponse({"received": event.event, "stored": int(stored)})
 
+    def unauthorized(domain: str | None, event_name: str | None) -> JSONResponse:
+        log.warning("bitrix24.event_unauthorized", event_name=event_name, domain=domain)
+        detail = "auth[application_token] does not match any connected portal"
+        return JSONResponse({"error": "unauthorized", "detail": detail}, status_code=401)
+
     async def receive(request: Request) -> JSONResponse:
         body = await request.body()
+        # A form body names its token: refuse a stranger before spending anything on decoding the rest.
+        if not body.lstrip().startswith(b"{") and portals.for_token(token_of(body)) is None:
+            return unauthorized(None, None)
         try:
-            event = parse_event(body)
+            event = await formcodec.parse_off_loop(parse_event, body)
         except BadInput as exc:
             log.warning("bitrix24.event_rejected", problem=str(exc))
             return JSONResponse({"error": "bad_input", "detail": str(exc)}, status_code=400)
         portal = portals.for_token(event.application_token)
         if portal is None:
-            log.warning("bitrix24.event_unauthorized", event_name=event.event, domain=event.domain or None)
-            detail = "auth[application_token] does not match any connected portal"
-            return JSONResponse({"error": "unauthorized", "detail": detail}, status_code=401)
+            return unauthorized(event.domain or None, event.event)
         if event.entity_type not in READABLE or event.action not in ("add", "update"):
             # Answered 200 all the same: Bitrix24 would otherwise count the handler as failing.
             log.info(

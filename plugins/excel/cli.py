@@ -19,7 +19,7 @@ SHOWN_REJECTIONS = 20
 
 
 def _hub() -> Any:
-    from hub.cli import get_hub
+    from hub import get_hub
 
     return get_hub(click.get_current_context())
 

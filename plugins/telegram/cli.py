@@ -6,7 +6,7 @@ import json
 
 import click
 
-from hub.cli import get_hub
+from hub import get_hub
 from hub.core.errors import HubError
 from plugins.telegram.bot import Bot
 

@@ -14,7 +14,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from hub.core.errors import BadInput, ConfigError
+from hub.core.jsontext import BadJSON, parse_json
 from hub.core.sources import WebhookRoute
+from plugins.telephony import openapi
 from plugins.telephony.runtime import Telephony
 from plugins.telephony.stats import calls_report, parse_period
 
@@ -33,9 +35,17 @@ def routes(rt: Telephony) -> list[WebhookRoute]:
     return [
         WebhookRoute("/api/calls/live", _live(rt), ("GET",), "telephony_live_calls"),
         WebhookRoute("/api/calls/live/stream", _stream(rt), ("GET",), "telephony_live_stream"),
-        WebhookRoute("/api/calls/stats", _stats(rt), ("GET",), "telephony_call_stats"),
-        WebhookRoute("/api/calls", _click_to_call(rt), ("POST",), "telephony_click_to_call"),
-        WebhookRoute("/api/calls/{request_id}", _request_status(rt), ("GET",), "telephony_click_to_call_status"),
+        WebhookRoute("/api/calls/stats", _stats(rt), ("GET",), "telephony_call_stats", openapi=openapi.CALL_STATS),
+        WebhookRoute(
+            "/api/calls", _click_to_call(rt), ("POST",), "telephony_click_to_call", openapi=openapi.CLICK_TO_CALL
+        ),
+        WebhookRoute(
+            "/api/calls/{request_id}",
+            _request_status(rt),
+            ("GET",),
+            "telephony_click_to_call_status",
+            openapi=openapi.CLICK_TO_CALL_STATUS,
+        ),
     ]
 
 
@@ -118,9 +128,9 @@ def _click_to_call(rt: Telephony) -> Any:
     async def click_to_call(request: Request) -> Response:
         """Ring the operator's ``extension``, then dial ``phone``. 202 with the ``request_id`` to follow it."""
         try:
-            data = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError) as exc:
-            return _error(400, "malformed_json", f"the body is not valid JSON: {exc}")
+            data = parse_json(await request.body())
+        except BadJSON as exc:
+            return _error(400, exc.code, str(exc))
         if not isinstance(data, dict):
             return _error(422, "bad_input", 'send {"extension": "201", "phone": "+7 916 123-45-67"}')
         try:

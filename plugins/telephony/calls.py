@@ -12,6 +12,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+from pydantic import ValidationError
+
+from hub.core.bounds import impossible_phone
 from hub.core.errors import BadInput
 from hub.core.events import ClientKey, InteractionObservation, SourceRef, TaskObservation
 from hub.core.identity import normalize_phone
@@ -43,10 +46,27 @@ def parse_number(raw: object, region: str = "RU") -> PhoneNumber | None:
     text = str(raw).strip()
     if text.lower() in _HIDDEN_NUMBERS:
         return None
+    if impossible_phone(text, region):  # 8 (000) 000-00-00 must not pass for some other country's number
+        return PhoneNumber(text, None)
     try:
         return PhoneNumber(text, normalize_phone(text, region))
     except BadInput:
         return PhoneNumber(text, None)
+
+
+_NOT_NAMES = _HIDDEN_NUMBERS | {"unknown caller", "no name", "none", "null", "caller"}
+
+
+def caller_name(raw: str | None, number: PhoneNumber | None = None) -> str | None:
+    """A caller id name fit to name a client: ``'Пётр Иванов'``; not ``<unknown>``, digits or the number itself."""
+    if raw is None:
+        return None
+    text = " ".join(raw.replace("\u00a0", " ").split()).strip(" \"'")
+    if len(text) < 2 or text.casefold() in _NOT_NAMES or not any(ch.isalpha() for ch in text):
+        return None  # empty, '<unknown>', 'Anonymous', or only digits and signs ('+7 916 123-45-67', '101')
+    if number is not None and re.sub(r"\D", "", text) == re.sub(r"\D", "", number.raw):
+        return None
+    return text[:200]
 
 
 def is_extension(number: str | None, extensions: Container[str] = (), max_length: int = 5) -> bool:
@@ -81,6 +101,9 @@ class CallRecord:
     line_number: str | None = None
     disconnect_reason: str | None = None
     rang: list[str] = field(default_factory=list)
+    # Who answered for the company, in order: one name is a plain call, more are its transfers.
+    operators: list[str] = field(default_factory=list)
+    caller_name: str | None = None  # the caller id name the PBX showed (a CNAM, a trunk's name field)
 
     @property
     def answered(self) -> bool:
@@ -163,15 +186,28 @@ def call_observations(
 
     Keys are the PBX's call id (``entity="call"`` and ``entity="callback"``), so the same call reported twice
     is stored once. A call with no customer phone (internal, or a hidden/non-phone caller id) names no client
-    and yields nothing: statistics still count it, the timeline cannot.
+    and yields nothing: statistics still count it, the timeline cannot. A call whose values are past the
+    observations' bounds (an id of 300 characters, say) raises :class:`BadInput`.
     """
+    try:
+        return _call_observations(record, operators, create_callback_tasks, callback_due)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise BadInput(f"the call {record.call_id[:80]!r} cannot be kept: {problems}") from None
+
+
+def _call_observations(
+    record: CallRecord, operators: dict[str, str] | None, create_callback_tasks: bool, callback_due: timedelta
+) -> list[InteractionObservation | TaskObservation]:
     number = record.number
     if record.direction == "internal" or number is None or number.e164 is None:
         return []
     record = record.with_durations()
     operator = _operator(record.extension, operators)
     phone = number.e164
-    client = ClientKey(phones=[phone])
+    # The PBX's caller id name names a new (or nameless) client, never renames a known one.
+    name = caller_name(record.caller_name, number) if record.direction == "in" else None
+    client = ClientKey(phones=[phone], name=name, name_if_empty=name is not None)
     occurred = record.started_at or record.ended_at
     fields: dict[str, str | int | float | bool | None] = {
         "ring_s": record.ring_s,
@@ -186,6 +222,8 @@ def call_observations(
         "originate_id": record.originate_id,
         "line_number": record.line_number,
         "disconnect_reason": record.disconnect_reason,
+        "operators": " → ".join(record.operators) if len(record.operators) > 1 else None,
+        "caller_name": name,
     }
     fields.update({key: value for key, value in optional.items() if value})
     interaction = InteractionObservation(
@@ -194,7 +232,10 @@ def call_observations(
         client=client,
         direction=record.direction,
         occurred_at=occurred,
-        ended_at=record.ended_at,
+        # A PBX clock that jumped back must not cost the call: an end before the start is left out.
+        ended_at=record.ended_at
+        if occurred is None or record.ended_at is None or record.ended_at >= occurred
+        else None,
         duration_s=record.talk_s,
         status=record.status,
         subject=_subject(record),

@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from hub.cli import get_hub
+from hub import get_hub
 from hub.core.errors import HubError
 from plugins.telephony.runtime import telephony
 from plugins.telephony.sandbox import AMISandbox, CallKind, generate_call, load_ami_session

@@ -15,43 +15,65 @@ Example::
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from hub.core.bounds import Url, Word, aware_in_range
 from plugins.telephony.calls import CallRecord, CallStatus, CallUpdate, RingingNotice, parse_number
 
 
 class GenericCallEvent(BaseModel):
     """One event of one call, as any PBX can send it."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True, str_strip_whitespace=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, str_strip_whitespace=True, allow_inf_nan=False)
 
-    call_id: str = Field(min_length=1, max_length=255, description="The PBX's id of the call, the same in every event.")
+    call_id: Word = Field(min_length=1, description="The PBX's id of the call, the same in every event.")
     event: Literal["ringing", "answered", "ended"]
     direction: Literal["in", "out", "internal"] = Field(description="in: a customer calls; out: we call them.")
-    from_: str | None = Field(None, alias="from", description="Calling number (the customer's, for 'in').")
-    to: str | None = Field(None, description="Called number (the customer's, for 'out').")
-    extension: str | None = Field(None, description="The operator's extension that rang or talked.")
+    from_: Word | None = Field(
+        None, alias="from", max_length=64, description="Calling number (the customer's, for 'in')."
+    )
+    to: Word | None = Field(None, max_length=64, description="Called number (the customer's, for 'out').")
+    extension: Word | None = Field(None, max_length=64, description="The operator's extension that rang or talked.")
     started_at: datetime | None = Field(None, description="When the call began (ISO 8601 with offset).")
     answered_at: datetime | None = None
     ended_at: datetime | None = None
     status: CallStatus | None = Field(
         None, description="For 'ended': answered, missed, busy, no_answer, cancelled, rejected or failed."
     )
-    duration_s: float | None = Field(None, ge=0, description="Talk time in seconds, if the times are not given.")
-    recording_url: str | None = None
-    queue: str | None = None
-    transferred_to: str | None = None
-    line_number: str | None = Field(None, description="Our number the customer dialled (for 'in').")
-    account: str = Field("", max_length=255, description="Which PBX sent it, when there are several.")
+    duration_s: float | None = Field(
+        None, ge=0, le=7 * 24 * 3600, description="Talk time in seconds, if the times are not given."
+    )
+    recording_url: Url | None = None
+    queue: Word | None = None
+    transferred_to: Word | None = None
+    line_number: Word | None = Field(None, max_length=64, description="Our number the customer dialled (for 'in').")
+    account: Word = Field("", description="Which PBX sent it, when there are several.")
 
     @field_validator("call_id", "from_", "to", "extension", mode="before")
     @classmethod
     def _numbers_as_text(cls, value: object) -> object:
-        return str(value) if isinstance(value, int) else value
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("started_at", "answered_at", "ended_at")
+    @classmethod
+    def _in_range(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else aware_in_range(value)
+
+    @model_validator(mode="after")
+    def _in_order(self) -> GenericCallEvent:
+        times = [(name, at) for name, at in self._times() if at is not None]
+        for (earlier, a), (later, b) in itertools.pairwise(times):
+            if b < a:
+                raise ValueError(f"{later} ({b.isoformat()}) is before {earlier} ({a.isoformat()})")
+        return self
+
+    def _times(self) -> list[tuple[str, datetime | None]]:
+        return [("started_at", self.started_at), ("answered_at", self.answered_at), ("ended_at", self.ended_at)]
 
     def resolved_status(self, answered_at: datetime | None = None) -> CallStatus:
         """The status given, or, when left out: answered if the call was picked up or talked, else missed."""

@@ -85,7 +85,11 @@ class CallIntake:
         """
         if self.live is not None:
             self.live.end(record.system, record.account, record.call_id)
-        observations = self.observations(record)
+        try:
+            observations = self.observations(record)
+        except BadInput as exc:
+            log.warning("call_not_stored", system=record.system, call_id=record.call_id[:80], problem=str(exc))
+            return None
         if not observations:
             log.info(
                 "call_not_on_timeline",
@@ -141,10 +145,10 @@ class CallIntake:
     def handle_event(self, payload: Mapping[str, Any]) -> None:
         """Inbox handler: file the event under its call, rebuild the call from all its events, ingest it."""
         system, account, call_id = payload["system"], payload["account"], payload["call_id"]
-        scope = call_scope(system, account, call_id)
+        scope, key = call_scope(system, account, call_id), _short(payload["key"])
         state = self.hub.state
-        if state.get(scope, payload["key"]) is None:
-            state.put(scope, payload["key"], {"event": payload["event"], "received_at": payload["received_at"]})
+        if state.get(scope, key) is None:
+            state.put(scope, key, {"event": payload["event"], "received_at": payload["received_at"]})
         state.put(INDEX_SCOPE, scope, {"last": payload["received_at"]})
         filed = list(state.items(scope).values())
         if time.monotonic() - self._forgotten_at > 3600:  # wherever events are handled, old ones get cleaned up

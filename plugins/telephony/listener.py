@@ -113,15 +113,19 @@ class AMIListener:
     def _on_event(self, packet: Packet) -> None:
         with self._lock:
             updates = self.tracker.feed(packet)
-        if packet.get("Event") in ("BridgeEnter", "AgentConnect") and packet.get("Linkedid"):
-            self._maybe_active(packet)
+            # A bridge with a prompt, voicemail or music on hold is not an answer: ask the tracker.
+            talking = []
+            if packet.get("Event") in ("BridgeEnter", "AgentConnect", "Bridge"):
+                answered = {linkedid: self.tracker.answered_by(linkedid) for linkedid in self._ringing_calls()}
+                talking = [(linkedid, who) for linkedid, who in answered.items() if who is not None]
+        for linkedid, who in talking:
+            self._ringing.discard(live_key("asterisk", self.settings.ami.account, linkedid))
+            self.live.answered("asterisk", self.settings.ami.account, linkedid, who or None)
         self._send(updates)
 
-    def _maybe_active(self, packet: Packet) -> None:
-        key = live_key("asterisk", self.settings.ami.account, packet["Linkedid"])
-        if key in self._ringing:
-            self._ringing.discard(key)
-            self.live.answered("asterisk", self.settings.ami.account, packet["Linkedid"])
+    def _ringing_calls(self) -> list[str]:
+        prefix = live_key("asterisk", self.settings.ami.account, "")
+        return [key[len(prefix) :] for key in list(self._ringing) if key.startswith(prefix)]
 
     def _send(self, updates: list[CallUpdate]) -> None:
         for update in updates:

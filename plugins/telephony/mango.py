@@ -20,7 +20,9 @@ import httpx
 import structlog
 from pydantic import SecretStr
 
+from hub.core.bounds import in_time_range
 from hub.core.errors import BadInput, ExternalAPIError
+from hub.core.jsontext import parse_json
 from plugins.telephony.calls import CallDirection, CallRecord, CallUpdate, RingingNotice, parse_number
 
 log = structlog.get_logger("hub.telephony.mango")
@@ -55,10 +57,7 @@ def verify_mango_form(form: Mapping[str, str], *, api_key: str, api_salt: Secret
     expected = mango_sign(api_key, json_text, api_salt)
     if not hmac.compare_digest(sign.lower().encode(), expected.encode()):
         raise BadInput("Mango webhook signature does not match; check HUB_TELEPHONY__MANGO__API_SALT")
-    try:
-        payload = json.loads(json_text)
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"Mango webhook 'json' is not JSON: {exc}") from exc
+    payload = parse_json(json_text, what="Mango webhook 'json'")
     if not isinstance(payload, dict):
         raise BadInput("Mango webhook 'json' is not an object")
     return payload
@@ -138,9 +137,10 @@ def _time(value: Any) -> datetime | None:
     if text is None or text == "0":
         return None
     try:
-        return datetime.fromtimestamp(int(float(text)), UTC)
-    except (ValueError, OverflowError):
+        at = datetime.fromtimestamp(int(float(text)), UTC)
+    except (ValueError, OverflowError, OSError):
         return None
+    return at if in_time_range(at) else None
 
 
 def _party(payload: Mapping[str, Any], key: str) -> dict[str, Any]:
@@ -237,7 +237,8 @@ class MangoCallAssembler:
             number, extension = _text(source.get("number")), _text(target.get("extension"))
         else:
             number, extension = None, _text(source.get("extension"))
-        extension = extension or _answering_extension(entry, direction)
+        operators = _operators(entry, direction)
+        extension = operators[-1] if operators else extension
         answered = _text(payload.get("entry_result")) == "1"
         talk = _time(payload.get("talk_time"))
         record = CallRecord(
@@ -256,6 +257,8 @@ class MangoCallAssembler:
             line_number=_text(payload.get("line_number")) or _text(target.get("line_number")),
             disconnect_reason=_text(payload.get("disconnect_reason")),
             originate_id=_command_id(entry),
+            operators=operators if answered else [],
+            transferred_to=operators[-1] if answered and len(operators) > 1 else None,
         ).with_durations()
         self._remember(record)
         log.info("call_finished", system="mango", call_id=entry_id, direction=direction, status=record.status)
@@ -285,13 +288,35 @@ def _legs(entry: _Entry) -> list[dict[str, Any]]:
     return [state for leg in entry.legs.values() for _, state in sorted(leg.items())]
 
 
-def _answering_extension(entry: _Entry, direction: CallDirection) -> str | None:
+def _operators(entry: _Entry, direction: CallDirection) -> list[str]:
+    """The employees who talked to the customer, in order (a transfer adds one); the last is the operator.
+
+    A leg between two employees (the consultation before an attended transfer) is not a conversation with
+    the customer and is left out.
+    """
+    if direction not in ("in", "out"):
+        return []
+    employee, customer = ("to", "from") if direction == "in" else ("from", "to")
+    connected = []
     for state in _legs(entry):
-        if state.get("call_state") == "Connected":
-            side = _party(state, "to" if direction == "in" else "from")
-            if _text(side.get("extension")):
-                return _text(side.get("extension"))
-    return None
+        if state.get("call_state") != "Connected":
+            continue
+        extension = _text(_party(state, employee).get("extension"))
+        if extension is None or _text(_party(state, customer).get("extension")):
+            continue
+        connected.append((_int(state.get("timestamp")), _int(state.get("seq")), extension))
+    chain: list[str] = []
+    for _, _, extension in sorted(connected):
+        if not chain or chain[-1] != extension:
+            chain.append(extension)
+    return list(reversed(dict.fromkeys(reversed(chain))))  # each once, where it last talked
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(float(str(value)))
+    except (TypeError, ValueError):
+        return 0
 
 
 def _queue(entry: _Entry) -> str | None:

@@ -230,6 +230,7 @@ def generate_call(
         up_second = {**second, "ChannelState": "6", "ChannelStateDesc": "Up"}
         s.emit("Newstate", **up_second)
         s.emit("DialEnd", **up_trunk, **s.dest(up_second), DialStatus="ANSWER")
+        s.emit("BridgeEnter", **up_second, BridgeUniqueid=bridge, BridgeType="basic", BridgeNumChannels="2")
         s.wait(talk / 2)
         s.emit("Hangup", **up_second, Cause="16", **{"Cause-txt": "Normal Clearing"})
         s.emit("Hangup", **up_trunk, Cause="16", **{"Cause-txt": "Normal Clearing"})
@@ -256,6 +257,10 @@ def _outbound(s: CallScript, extension: str, number: str, rng: random.Random, re
     up_trunk = {**trunk, "ChannelState": "6", "ChannelStateDesc": "Up"}
     s.emit("Newstate", **up_trunk)
     s.emit("DialEnd", **phone, **s.dest(up_trunk), DialStatus="ANSWER")
+    bridge = f"{rng.randrange(16**8):08x}-bridge"
+    up_phone = {**phone, "ChannelState": "6", "ChannelStateDesc": "Up"}
+    s.emit("BridgeEnter", **up_phone, BridgeUniqueid=bridge, BridgeType="basic", BridgeNumChannels="1")
+    s.emit("BridgeEnter", **up_trunk, BridgeUniqueid=bridge, BridgeType="basic", BridgeNumChannels="2")
     if record:
         s.emit("VarSet", **phone, Variable="MIXMONITOR_FILENAME", Value=f"/var/spool/asterisk/monitor/{s.linkedid}.wav")
     s.wait(rng.randint(15, 120))
@@ -320,6 +325,9 @@ def originate_events(
     up_trunk = {**trunk, "ChannelState": "6", "ChannelStateDesc": "Up"}
     s.emit("Newstate", **up_trunk)
     s.emit("DialEnd", **up_phone, **s.dest(up_trunk), DialStatus="ANSWER")
+    bridge = f"{rng.randrange(16**8):08x}-bridge"
+    s.emit("BridgeEnter", **up_phone, BridgeUniqueid=bridge, BridgeType="basic", BridgeNumChannels="1")
+    s.emit("BridgeEnter", **up_trunk, BridgeUniqueid=bridge, BridgeType="basic", BridgeNumChannels="2")
     s.wait(rng.randint(10, 60))
     s.emit("Hangup", **up_trunk, Cause="16", **{"Cause-txt": "Normal Clearing"})
     s.emit("Hangup", **up_phone, Cause="16", **{"Cause-txt": "Normal Clearing"})
@@ -622,9 +630,9 @@ class ZadarmaSender:
 def create_app(
     *,
     mango_api_key: str = "sandbox-key",
-    mango_api_salt: str = "sandbox-salt",
+    mango_api_salt: str = "sandbox-salt-0123456789",
     zadarma_key: str = "sandbox-key",
-    zadarma_secret: str = "sandbox-secret",
+    zadarma_secret: str = "sandbox-secret-0123456789",
 ) -> Starlette:
     """Mango ``POST /vpbx/commands/callback`` and Zadarma ``GET /v1/request/callback/``, verifying signatures.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection, Hashable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -134,9 +135,11 @@ def timeline_call_stats(
 
 def _float(value: Any) -> float | None:
     try:
-        return None if value is None else float(value)
+        number = None if value is None else float(value)
     except (TypeError, ValueError):
         return None
+    # Stored before durations were bounded, an Infinity or NaN would make every report unanswerable.
+    return number if number is not None and math.isfinite(number) and number >= 0 else None
 
 
 def _time(value: Any) -> datetime | None:

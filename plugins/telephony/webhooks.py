@@ -6,7 +6,6 @@ right after the answer. A bad signature gets 401 and stores nothing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,7 +18,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from hub.core.auth import bearer_matches
 from hub.core.errors import BadInput
+from hub.core.jsontext import BadJSON, parse_json
 from hub.core.sources import SenderCheck, WebhookRoute
+from plugins.telephony import openapi
 from plugins.telephony.calls import CallUpdate, RingingNotice
 from plugins.telephony.generic import GenericCallAssembler, GenericCallEvent
 from plugins.telephony.mango import MANGO_EVENT_PATHS, MangoCallAssembler, verify_mango_form
@@ -31,6 +32,7 @@ log = structlog.get_logger("hub.telephony.webhooks")
 MANGO_PATH = "/webhooks/telephony/mango/events/{kind}"
 ZADARMA_PATH = "/webhooks/telephony/zadarma"
 GENERIC_PATH = "/webhooks/telephony/generic"
+MAX_CALL_ID = 255  # a call is keyed by its PBX id in the timeline (SourceRef.id)
 
 
 def _error(status: int, code: str, detail: str) -> JSONResponse:
@@ -50,7 +52,10 @@ async def _form(request: Request) -> dict[str, str]:
         form = await request.form()
     except Exception as exc:  # a body that is not a form at all
         raise BadInput(f"the body is not a form: {exc}") from exc
-    return {key: str(value) for key, value in form.items()}
+    fields = {key: str(value) for key, value in form.items()}
+    if any("\x00" in key or "\x00" in value for key, value in fields.items()):
+        raise BadInput("the form contains NUL characters")  # no PBX sends them; PostgreSQL cannot store them
+    return fields
 
 
 def routes(rt: Telephony) -> list[WebhookRoute]:
@@ -61,7 +66,7 @@ def routes(rt: Telephony) -> list[WebhookRoute]:
         bool(cfg.mango.api_key and cfg.mango.api_salt.get_secret_value()),
         "set HUB_TELEPHONY__MANGO__API_KEY and HUB_TELEPHONY__MANGO__API_SALT",
     )
-    zadarma = SenderCheck(
+    zadarma_check = SenderCheck(
         "the Zadarma signature",
         bool(cfg.zadarma.secret.get_secret_value()),
         "set HUB_TELEPHONY__ZADARMA__KEY and HUB_TELEPHONY__ZADARMA__SECRET",
@@ -71,10 +76,40 @@ def routes(rt: Telephony) -> list[WebhookRoute]:
         bool(cfg.generic_token and cfg.generic_token.get_secret_value()),
         "set HUB_TELEPHONY__GENERIC_TOKEN (16+ characters) and send it as 'Authorization: Bearer <token>'",
     )
+    zadarma = _zadarma_handler(rt)
     return [
-        WebhookRoute(MANGO_PATH, _mango_handler(rt), ("POST",), "telephony_mango_event", sender=mango),
-        WebhookRoute(ZADARMA_PATH, _zadarma_handler(rt), ("GET", "POST"), "telephony_zadarma", sender=zadarma),
-        WebhookRoute(GENERIC_PATH, _generic_handler(rt), ("POST",), "telephony_generic", sender=generic),
+        WebhookRoute(
+            MANGO_PATH,
+            _mango_handler(rt),
+            ("POST",),
+            "telephony_mango_event",
+            sender=mango,
+            openapi=openapi.MANGO_EVENT,
+        ),
+        WebhookRoute(
+            ZADARMA_PATH,
+            zadarma,
+            ("GET",),
+            "telephony_zadarma_url_check",
+            sender=zadarma_check,
+            openapi=openapi.ZADARMA_URL_CHECK,
+        ),
+        WebhookRoute(
+            ZADARMA_PATH,
+            zadarma,
+            ("POST",),
+            "telephony_zadarma",
+            sender=zadarma_check,
+            openapi=openapi.ZADARMA_NOTIFICATION,
+        ),
+        WebhookRoute(
+            GENERIC_PATH,
+            _generic_handler(rt),
+            ("POST",),
+            "telephony_generic",
+            sender=generic,
+            openapi=openapi.GENERIC_EVENT,
+        ),
     ]
 
 
@@ -122,6 +157,9 @@ def _mango_handler(rt: Telephony) -> Any:
             log.info("mango_event_ignored", kind=kind, entry_id=entry_id, reason="not a call event or no entry_id")
             return JSONResponse({"status": "ignored"})
         key = mango_event_key(event_kind, payload)
+        if len(entry_id) > MAX_CALL_ID or "\x00" in key + entry_id:
+            log.warning("mango_webhook_malformed", kind=kind, problem="entry_id too long, or NUL in an id")
+            return _error(400, "malformed", f"entry_id must be at most {MAX_CALL_ID} characters; no NUL in ids")
         event = {"kind": event_kind, "payload": payload}
         stored = await run_in_threadpool(rt.intake.accept, "mango", rt.account_mango, entry_id, key, event)
         task = BackgroundTask(_mango_live, rt, event_kind, payload, entry_id)
@@ -181,6 +219,9 @@ def _zadarma_handler(rt: Telephony) -> Any:
         if not call_id:
             log.warning("zadarma_event_without_call_id", zadarma_event=event)
             return _error(400, "malformed", "the notification has no pbx_call_id")
+        if len(call_id) > MAX_CALL_ID:
+            log.warning("zadarma_webhook_malformed", zadarma_event=event, problem="pbx_call_id too long")
+            return _error(400, "malformed", f"pbx_call_id is longer than {MAX_CALL_ID} characters")
         account = rt.account_zadarma
         # pbx_call_id is not signed: the signed fields decide whether this is new (see plugins/telephony/replay.py)
         try:
@@ -192,16 +233,26 @@ def _zadarma_handler(rt: Telephony) -> Any:
             log.warning("zadarma_replay_refused", pbx_call_id=call_id, zadarma_event=event, verdict=verdict)
             return JSONResponse({"status": verdict})
         # A retry of the same call carries the same (call, event): stored once.
-        if await run_in_threadpool(rt.intake.already_filed, "zadarma", account, call_id, event):
+        key = zadarma_event_key(form)
+        if await run_in_threadpool(rt.intake.already_filed, "zadarma", account, call_id, key):
             log.info("zadarma_replay_ignored", pbx_call_id=call_id, zadarma_event=event)
             return JSONResponse({"status": "duplicate"})
-        stored = await run_in_threadpool(rt.intake.accept, "zadarma", account, call_id, event, form)
+        stored = await run_in_threadpool(rt.intake.accept, "zadarma", account, call_id, key, form)
         if not stored:
             log.info("zadarma_replay_ignored", pbx_call_id=call_id, zadarma_event=event)
         task = BackgroundTask(_zadarma_live, rt, form)
         return JSONResponse({"status": "stored" if stored else "duplicate"}, background=task)
 
     return zadarma_notification
+
+
+def zadarma_event_key(form: Mapping[str, str]) -> str:
+    """What makes one Zadarma delivery unique within its call: the event, and for an answer who answered (a
+    transfer answers the same call again at another extension)."""
+    event = form.get("event", "")
+    if event == "NOTIFY_ANSWER":
+        return f"{event}:{form.get('destination') or form.get('internal') or ''}"
+    return event
 
 
 def _zadarma_live(rt: Telephony, form: Mapping[str, str]) -> None:
@@ -228,10 +279,10 @@ def _generic_handler(rt: Telephony) -> Any:
             log.warning("generic_call_event_unauthorized", peer=_peer(request))
             return _error(401, "unauthorized", "send 'Authorization: Bearer <HUB_TELEPHONY__GENERIC_TOKEN>'")
         try:
-            data = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError) as exc:
+            data = parse_json(await request.body())
+        except BadJSON as exc:
             log.warning("generic_call_event_malformed", peer=_peer(request), problem=str(exc))
-            return _error(400, "malformed_json", f"the body is not valid JSON: {exc}")
+            return _error(400, exc.code, str(exc))
         try:
             if not isinstance(data, dict):
                 raise BadInput("the body must be one JSON object")

@@ -21,6 +21,7 @@ import httpx
 import structlog
 from pydantic import SecretStr
 
+from hub.core.bounds import in_time_range
 from hub.core.errors import BadInput, ExternalAPIError
 from plugins.telephony.calls import CallDirection, CallRecord, CallStatus, CallUpdate, RingingNotice, parse_number
 
@@ -44,6 +45,7 @@ _DISPOSITIONS: dict[str, CallStatus] = {
     "failed": "failed",
 }
 CALLBACK_PATH = "/v1/request/callback/"
+MAX_CALL_S = 7 * 24 * 3600.0
 
 
 def _secret(value: SecretStr | str) -> str:
@@ -147,6 +149,7 @@ class _Pending:
     extension: str | None = None
     answered_at: datetime | None = None
     line_number: str | None = None
+    operators: list[str] = field(default_factory=list)  # who answered, in order: a transfer adds one
 
 
 class ZadarmaCallAssembler:
@@ -172,7 +175,7 @@ class ZadarmaCallAssembler:
         self.clock = clock
         self.remember = remember
         self.duplicates = 0
-        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._seen: OrderedDict[tuple[str, ...], None] = OrderedDict()
         self._pending: dict[str, _Pending] = {}
         self._finished: OrderedDict[str, CallRecord] = OrderedDict()
         self._recordings: dict[str, str] = {}
@@ -183,7 +186,9 @@ class ZadarmaCallAssembler:
         if not call_id:
             log.warning("zadarma_event_without_call_id", zadarma_event=event)
             return []
-        key = (call_id, event)
+        # A transfer answers the same call again with another extension: the signed fields tell a new
+        # notification from a replayed one.
+        key = (call_id, event, *(form.get(name, "") for name in SIGNED_FIELDS.get(event, ())))
         if key in self._seen:
             self.duplicates += 1
             log.info("zadarma_duplicate_ignored", pbx_call_id=call_id, zadarma_event=event)
@@ -211,10 +216,13 @@ class ZadarmaCallAssembler:
         if not text:
             return None
         try:
-            return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=self.tz).astimezone(UTC)
-        except ValueError:
-            log.warning("zadarma_bad_call_start", value=text)
+            at = datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=self.tz).astimezone(UTC)
+        except (ValueError, OverflowError):
+            at = None
+        if at is None or not in_time_range(at):
+            log.warning("zadarma_bad_call_start", value=text[:40])
             return None
+        return at
 
     def _on_start(self, call_id: str, form: Mapping[str, str]) -> list[CallUpdate]:
         pending = self._pending.setdefault(call_id, _Pending("in", form.get("caller_id")))
@@ -240,8 +248,10 @@ class ZadarmaCallAssembler:
 
     def _on_answer(self, call_id: str, form: Mapping[str, str]) -> list[CallUpdate]:
         pending = self._pending.setdefault(call_id, _Pending("in", form.get("caller_id")))
-        pending.answered_at = self.clock()
+        pending.answered_at = pending.answered_at or self.clock()
         pending.extension = form.get("internal") or form.get("destination") or pending.extension
+        if pending.extension and pending.extension not in pending.operators:
+            pending.operators.append(pending.extension)
         return []
 
     def _notice(self, call_id: str, pending: _Pending) -> RingingNotice:
@@ -267,6 +277,8 @@ class ZadarmaCallAssembler:
             duration = float(form.get("duration") or 0)
         except ValueError:
             duration = 0.0
+        if not 0 <= duration <= MAX_CALL_S:  # NaN, infinity and nonsense are no talk time
+            duration = 0.0
         ended = self.clock()
         started = self._start_time(form)
         talk = duration if status == "answered" else 0.0
@@ -282,7 +294,13 @@ class ZadarmaCallAssembler:
             account=self.account,
             direction="out" if outbound else "in",
             number=parse_number(number, self.region),
-            extension=form.get("internal") or (pending.extension if pending else None),
+            extension=(pending.operators[-1] if pending and pending.operators and status == "answered" else None)
+            or form.get("internal")
+            or (pending.extension if pending else None),
+            operators=list(pending.operators) if pending and status == "answered" else [],
+            transferred_to=pending.operators[-1]
+            if pending and status == "answered" and len(pending.operators) > 1
+            else None,
             status=status,
             started_at=started,
             answered_at=answered_at,

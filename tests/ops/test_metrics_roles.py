@@ -47,10 +47,11 @@ def ingest(hub, n: int) -> None:
 
 def test_a_worker_serves_its_metrics_and_the_web_role_hides_worker_counters(production, tmp_path):
     hub = production.hub(partitions=4)
-    metrics_port, web_port = free_port(), free_port()
+    metrics_port, web_port, listener_port = free_port(), free_port(), free_port()
     env = worker_env(production, tmp_path)
     worker = Daemon(env, tmp_path / "worker.log", "--role", "worker", "--metrics-port", str(metrics_port))
     web = Daemon(env, tmp_path / "web.log", "--role", "web", "--port", str(web_port))
+    listener = Daemon(env, tmp_path / "listener.log", "--role", "listener", "--metrics-port", str(listener_port))
     try:
         wait_for(lambda: _get(f"http://127.0.0.1:{metrics_port}/healthz"), timeout=60)
         ingest(hub, 20)
@@ -76,9 +77,16 @@ def test_a_worker_serves_its_metrics_and_the_web_role_hides_worker_counters(prod
         assert "hub_events_relayed_total" not in web_metrics and "hub_deliveries_total" not in web_metrics
         assert sample(web_metrics, "hub_outbox_pending") == 0  # whole-hub figures hold everywhere
         assert sample(web_metrics, "hub_sink_queue_depth", sink="effects", partition="3") == 0
+
+        wait_for(lambda: _get(f"http://127.0.0.1:{listener_port}/healthz"), timeout=60)
+        listener_metrics = _get(f"http://127.0.0.1:{listener_port}/metrics").text
+        assert "# TYPE hub_api_calls_total counter" in listener_metrics  # a listener's own figures
+        assert "hub_events_relayed_total" not in listener_metrics
+        assert _get(f"http://127.0.0.1:{listener_port}/readyz").json()["role"] == "listener"
     finally:
         assert worker.stop() == 0
         assert web.stop() == 0
+        assert listener.stop() == 0
 
 
 def _get(url: str) -> httpx.Response | None:

@@ -86,7 +86,9 @@ def test_plugin_keys_are_checked_against_the_plugin_model(clean_env, monkeypatch
     with pytest.raises(ConfigError, match=r"HUB_DEMO__AMI__HOTS.*did you mean HUB_DEMO__AMI__HOST\?"):
         hub_with_demo(data_dir=tmp_path)
     monkeypatch.delenv("HUB_DEMO__AMI__HOTS")
-    (clean_env / "hub.toml").write_text('[demo]\nwebhook_url = "u"\n[demo.ami]\nprot = 1\n', "utf-8")
+    (clean_env / "hub.toml").write_text(
+        '[demo]\nwebhook_url = "https://x.bitrix24.ru/rest/1/q1w2e3r4t5y6u7i8/"\n[demo.ami]\nprot = 1\n', "utf-8"
+    )
     with pytest.raises(ConfigError, match=r"demo.ami.prot in hub.toml; did you mean demo.ami.port\?"):
         hub_with_demo(data_dir=tmp_path)
 
@@ -99,7 +101,7 @@ def test_an_unknown_section_is_refused(clean_env, monkeypatch, tmp_path):
 
 def test_correct_settings_and_free_form_maps_pass(clean_env, monkeypatch, tmp_path):
     (clean_env / "hub.toml").write_text(
-        '[http]\nport = 9001\n[system_of_record]\nphones = ["bitrix24"]\n[demo]\nwebhook_url = "u"\n'
+        '[http]\nport = 9001\n[system_of_record]\nphones = ["bitrix24"]\n[demo]\nwebhook_url = "https://x.bitrix24.ru/rest/1/q1w2e3r4t5y6u7i8/"\n'
         '[demo.stage_map]\nNEW = "new"\n[demo.ami]\nhost = "pbx"\n',
         "utf-8",
     )

@@ -15,7 +15,7 @@ from hub.core import schema as s
 from hub.core.errors import ConfigError
 from hub.core.settings import HttpSettings
 from hub.web.app import create_app
-from hub.web.security import FailedAuthLimit, check_listen_address
+from hub.web.security import FailedAuthLimit, HostNames, check_listen_address
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL = "http://127.0.0.1"
@@ -232,3 +232,18 @@ def test_a_rebound_host_cannot_export_and_an_export_is_logged_with_its_count(emb
         assert client.get("/api/export.xlsx").content.startswith(b"PK")
     [read] = [e for e in logs if e["event"] == "client data read"]
     assert (read["principal"], read["route"], read["count"]) == ("anonymous:loopback", "/api/export.xlsx", 1)
+
+
+def test_host_names_with_ports_and_ipv6_are_understood():
+    names = HostNames(HttpSettings(allowed_hosts=["hub.example.com", "*.corp.example"]))
+    for host in (
+        "127.0.0.1:8080",
+        "[::1]:8080",
+        "localhost",
+        "HUB.example.com:443",
+        "a.corp.example",
+        "hub.example.com.",
+    ):
+        assert names.allows(host), host
+    for host in (None, "", "evil.example", "corp.example", "127.0.0.1.evil.example", "[::2]:80", "xcorp.example"):
+        assert not names.allows(host), host

@@ -86,4 +86,4 @@ def test_rotated_oauth_tokens_are_stored_before_use_and_a_restarted_hub_goes_on(
     assert second.state.get(scope, "oauth_tokens")["refresh_token"] != rotated.refresh_token
     assert again.health()["status"] == "ok"
     # The same amoCRM account cannot be connected under a second name.
-    assert second.state.claim("amocrm:accounts", str(info["id"]), "someone-else") is False
+    assert second.state.claim("accounts:claims", f"amocrm:{info['id']}", "someone-else") is False

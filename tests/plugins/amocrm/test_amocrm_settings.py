@@ -14,7 +14,7 @@ SECRET = SecretStr(TOKEN)
 def test_account_url_and_defaults() -> None:
     settings = AmoCRMSettings(base_url="https://Acme.amocrm.ru/", long_lived_token=SECRET)
     assert (settings.base_url, settings.account) == ("https://acme.amocrm.ru", "acme")
-    assert (settings.rate_limit, settings.write_batch) == ("7/s burst 7", 50)
+    assert (settings.rate_limit, settings.write_batch) == ("7/s window", 50)
     assert AmoCRMSettings(base_url="https://shop.kommo.com", long_lived_token=SECRET).account == "shop"
     assert AmoCRMSettings(base_url="http://127.0.0.1:8123", long_lived_token=SECRET).account == "127.0.0.1:8123"
     assert TOKEN not in repr(settings) and TOKEN not in str(settings.model_dump())

@@ -74,7 +74,7 @@ def test_batch_reports_failed_commands_by_key(portal: Portal) -> None:
 
 def test_limiter_keeps_the_bucket_from_ever_overflowing(make_portal: Any) -> None:
     limited = make_portal(rate=20, burst=10)
-    limiter = RateLimiter("20/s burst 10", margin=0.01)
+    limiter = RateLimiter("20/s burst 10", margin=0.05)  # room for arrival jitter on a busy machine
     client = limited.client(throttle=limiter.acquire, on_limit_exceeded=limiter.fill)
     started = time.monotonic()
     for _ in range(30):

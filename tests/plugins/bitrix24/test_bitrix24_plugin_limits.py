@@ -17,9 +17,9 @@ from test_bitrix24_plugin_sink import running, settle
 
 from hub.core.errors import ExternalAPIError, FatalDelivery
 from hub.core.events import ClientKey, ClientObservation, InteractionObservation, SourceRef
+from hub.core.formcodec import encode
 from hub.web.app import create_app
 from plugins.bitrix24.connection import portals
-from plugins.bitrix24.formencoding import encode
 from plugins.bitrix24.inbound import Inbound
 from plugins.bitrix24.settings import Bitrix24Section
 from plugins.bitrix24.sink import Writer
@@ -109,7 +109,7 @@ def test_rotated_oauth_tokens_are_stored_before_use_and_a_restarted_hub_goes_on(
     assert second.state.get(scope, "oauth_tokens")["refresh_token"] not in (stored["refresh_token"], None)
     assert restarted.health()["status"] == "ok"
     # The same portal (its member_id) cannot be connected under a second name.
-    assert second.state.claim("bitrix24:portals", f"member:{sandbox.member_id}", "someone-else") is False
+    assert second.state.claim("accounts:claims", f"bitrix24:{sandbox.member_id}", "someone-else") is False
 
 
 def test_with_oauth_a_telephony_call_goes_through_externalcall(wired: Wired) -> None:

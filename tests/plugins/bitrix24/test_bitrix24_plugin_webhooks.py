@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from hub.core import schema as s
+from hub.core.formcodec import encode
 from hub.web.app import create_app
-from plugins.bitrix24.formencoding import encode
 from plugins.bitrix24.webhooks import parse_event
 
 ROUTE = "/webhooks/bitrix24"
@@ -41,7 +41,10 @@ def test_a_wrong_application_token_is_401_and_stores_nothing(wired_embedded: Wir
         answer = http.post(ROUTE, content=body, headers=FORM)
         assert answer.status_code == 401 and answer.json()["error"] == "unauthorized"
         assert RAW_TOKEN not in answer.text and wired_embedded.portal.sandbox.application_token not in answer.text
-        garbage = http.post(ROUTE, content="event=&data=1", headers=FORM)
+        stranger = http.post(ROUTE, content="event=&data=1", headers=FORM)  # no token: refused before decoding
+        assert stranger.status_code == 401
+        token = wired_embedded.portal.sandbox.application_token
+        garbage = http.post(ROUTE, content=f"event=&data=1&auth[application_token]={token}", headers=FORM)
         assert garbage.status_code == 400 and garbage.json()["error"] == "bad_input"
     assert count(hub, s.inbox) == 0 and count(hub, s.clients) == 0
 

@@ -14,8 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from hub.core.formcodec import decode, encode
 from hub.testing import serve_asgi
-from plugins.bitrix24.formencoding import decode, encode
 from plugins.bitrix24.webhooks import parse_and_verify
 
 

@@ -110,11 +110,12 @@ def test_generated_calls_have_the_expected_outcome(kind: str, status: str, direc
     [call] = records(updates)
     assert (call.status, call.direction) == (status, direction)
     assert call.number is not None and call.number.e164 is not None and call.number.e164.startswith("+79")
-    assert call.extension == "101"
+    assert call.extension == ("102" if kind == "transfer" else "101")
     if kind == "queue":
         assert call.queue == "support"
     if kind == "transfer":
         assert call.transferred_to == "102"
+        assert call.operators == ["101", "102"], "the chain of operators who answered"
     if status == "answered":
         assert call.recording and call.recording.endswith(".wav")
         assert call.talk_s is not None and call.talk_s >= 15

@@ -472,7 +472,8 @@ class Ingest:
         old = state.fields.get(fieldname)
         if old is not None and _same(old.get("v"), value):
             return False
-        if old is not None and _only_respelt(state.kind, fieldname, value, old.get("v")):
+        weak = old is not None and old.get("t") == _iso(_WEAK)  # a PBX guess gives way to any real name
+        if old is not None and not weak and _only_respelt(state.kind, fieldname, value, old.get("v")):
             return False
         if not self.policy.outranks(fieldname, origin, t, old):
             return False

@@ -117,7 +117,12 @@ def test_a_killed_worker_has_its_partitions_taken_over_within_seconds(production
     hub.prepare()
     logs = [open(tmp_path / f"worker{k}.log", "w") for k in range(2)]  # noqa: SIM115
     procs = [
-        subprocess.Popen([sys.executable, "-m", "hub.cli", "run", "--role", "worker"], env=env, stdout=f, stderr=f)
+        subprocess.Popen(
+            [sys.executable, "-m", "hub.cli", "run", "--role", "worker", "--metrics-port", "0"],
+            env=env,
+            stdout=f,
+            stderr=f,
+        )
         for f in logs
     ]
     try:

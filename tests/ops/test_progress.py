@@ -44,7 +44,8 @@ def test_sink_catch_up_after_a_bulk_load_is_logged_with_total_and_eta(backend):
     steps = [line for line in lines if line["event"] == "progress" and line["task"].startswith("catch-up")]
     assert steps, "no catch-up progress was logged"
     assert all(step["total"] >= step["done"] for step in steps)
-    assert any(step["total"] >= 400 and step["eta_s"] is not None for step in steps)
+    # a broker counts only messages still waiting: what a worker has prefetched (up to 64 here) is not in it
+    assert any(step["total"] >= 400 - 64 and step["eta_s"] is not None for step in steps)
     finished = [line for line in lines if line["event"] == "progress finished"]
     assert finished and all(line["done"] == line["total"] for line in finished)
 

@@ -48,9 +48,10 @@ def test_mypy_is_clean_on_hub_and_plugins():
 
 def test_no_test_reads_files_outside_the_repository():
     """A fresh clone has nothing beside it: every payload a test uses lives in tests/fixtures."""
+    outside = ("../" + "shared", '"shared" / ' + '"fixtures"')  # spelt in two parts so this file is not a hit
     offenders = []
     for path in sorted((ROOT / "tests").rglob("*.py")):
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if ("../shared" in line or '"shared" / "fixtures"' in line) and "offenders" not in line:
+            if any(word in line for word in outside):
                 offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert not offenders, "\n".join(offenders)

@@ -21,11 +21,11 @@ class SlowSink(RecordingSink):
         super().deliver(events)
 
 
-def test_sink_catch_up_after_a_bulk_load_is_logged_with_total_and_eta(backend):
+def test_sink_catch_up_after_a_bulk_load_is_logged_with_total_and_eta(embedded):
     stream = io.StringIO()
     configure_logging("info", "json", stream)
     sink = SlowSink("crm", "bitrix24")
-    hub = backend.hub([("s", SinkPlugin(sink))])
+    hub = embedded.hub([("s", SinkPlugin(sink))])
     hub.ingest_many(
         [
             ClientObservation(source=SourceRef(system="excel", entity="row", id=str(i)), phones=[f"+7916{i:07d}"])

@@ -78,6 +78,8 @@ def test_hub_call_opens_a_short_ami_session_and_logs_off(run_cli) -> None:
         assert result.exit_code == 0, result.output
         outcome = json.loads(result.stdout)
         assert (outcome["status"], outcome["phone"], outcome["session"]) == ("answered", "+79165550104", "short")
+        # the Logoff reaches the PBX a moment after the command has printed its result
+        wait_for(lambda: len(sandbox.actions) >= 3, timeout=10)
         assert [a["Action"] for a in sandbox.actions] == ["Login", "Originate", "Logoff"]
     with AMISandbox(originate_answers=False) as sandbox:
         result = run_cli("call", "101", "+79165550105", **ami_settings(sandbox))

@@ -83,6 +83,7 @@ RU: dict[str, str] = {
     "Set your extension in Settings to call from here.": "Укажите свой внутренний номер в настройках, чтобы звонить.",
     "Click-to-call failed: %(detail)s": "Звонок не удался: %(detail)s",
     "Thread": "Переписка",
+    "Whole timeline": "Вся лента",
     "messages": "сообщений",
     "Source": "Источник",
     "Merge candidates": "Возможные дубликаты",

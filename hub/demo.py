@@ -66,7 +66,7 @@ def _excel_file(directory: Path) -> Path:
         ("  Белова Татьяна ", "+7 999 888-77-66", "BELOVA@MAIL.RU", "", "", ""),
         ("", "", "", "", "", ""),
         ("Иванов Иван Петрович", "79161234567", "ivanov@romashka.ru", "ООО «Ромашка»", "7707083893", "дубль"),
-        ("Зайцев Игорь", "тел. 8 926 111 22 33", "", "ИП Зайцев", "", "перезвонить в пн"),
+        ("Зайцев Игорь", "тел. 8 926 111 22 44", "", "ИП Зайцев", "", "перезвонить в пн"),
         ("Орлова Ирина", "не указан", "orlova@@mail", "", "", "ошибочная строка"),
     ]
     for row in rows:
@@ -247,7 +247,8 @@ class Traffic:
                 elif roll < 0.85:
                     self.move_a_deal()
                 else:
-                    self.mail_thread(self.rng.randrange(len(PEOPLE)), datetime.now(UTC) - timedelta(hours=4))
+                    # the conversation's last letter arrives now (its earlier letters, hours ago)
+                    self.mail_thread(self.rng.randrange(len(PEOPLE)), datetime.now(UTC) - timedelta(hours=5, minutes=1))
             except Exception as exc:  # the demo goes on; the log says what happened
                 log.warning("demo traffic step failed", error=str(exc))
 

@@ -307,3 +307,12 @@ def test_report_pages_the_export_and_hub_report_count_days_in_the_hubs_zone(embe
         cli, ["report", "calls", "--from", "2026-11-17", "--to", "2026-11-17"], obj=PluginHost(autoload=False)
     )
     assert "2026-11-17" in run.output and "Ирина" in run.output
+
+
+def test_phones_read_as_people_write_them_on_the_list_and_the_card(browser, console_hub):
+    client_id = add_client(console_hub, "31", "Ковалёва Светлана", ["8 (916) 555-01-99"])
+    b = browser()
+    b.login("anna")
+    assert "+7 916 555-01-99" in b.get("/console/clients").text
+    card = b.get(f"/console/clients/{client_id}").text
+    assert "+7 916 555-01-99" in card and 'name="phone" value="+79165550199"' in card  # click-to-call dials E.164

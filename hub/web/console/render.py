@@ -46,6 +46,18 @@ def when(value: Any, fmt: str = "%d.%m.%Y %H:%M", tz: Any = UTC) -> str:
     return str(value)
 
 
+def phone(value: Any) -> str:
+    """A stored (E.164) number as people read it: +79161234567 → +7 916 123-45-67."""
+    import phonenumbers
+
+    text = "" if value is None or isinstance(value, Undefined) else str(value)
+    try:
+        parsed = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        return text
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
 def duration(seconds: Any) -> str:
     if isinstance(seconds, Undefined):
         return ""
@@ -176,7 +188,9 @@ def _num(value: float) -> str:
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
 
 
-env.filters.update(when=when_in_zone, duration=duration, money=money, provenance=provenance, external_url=external_url)
+env.filters.update(
+    when=when_in_zone, phone=phone, duration=duration, money=money, provenance=provenance, external_url=external_url
+)
 env.globals.update(bar_chart=bar_chart, report_chart=report_chart)
 
 

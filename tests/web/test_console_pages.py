@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from click.testing import CliRunner
 from openpyxl import load_workbook
 
+from hub import hookimpl
 from hub.cli import cli
 from hub.core.events import ClientKey, DealObservation, InteractionObservation, SourceRef, TaskObservation
 from hub.core.plugins import PluginHost
@@ -316,3 +317,18 @@ def test_phones_read_as_people_write_them_on_the_list_and_the_card(browser, cons
     assert "+7 916 555-01-99" in b.get("/console/clients").text
     card = b.get(f"/console/clients/{client_id}").text
     assert "+7 916 555-01-99" in card and 'name="phone" value="+79165550199"' in card  # click-to-call dials E.164
+
+
+def test_the_ops_page_reads_plugin_health_as_text_and_says_when_there_are_no_errors(embedded):
+    class Health:
+        @hookimpl
+        def hub_health(self, hub):
+            return {"status": "ok", "accounts": {"acme.amocrm.ru": {"requests": 94, "status": "ok"}}}
+
+    hub = embedded.hub([("crm", Health())])
+    Users(hub.store).add("anna", PASSWORD, role="admin", language="ru")
+    b = Browser(create_app(hub))
+    b.login("anna")
+    page = b.get("/console/ops").text
+    assert "acme.amocrm.ru: requests 94, status ok" in page and "{" not in page.split("<main", 1)[1].split("</main>")[0]
+    assert "Ошибок нет." in page

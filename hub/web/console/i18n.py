@@ -116,6 +116,7 @@ RU: dict[str, str] = {
     "Replay all matching": "Повторить все найденные",
     "Replayed %(n)s.": "Повторено: %(n)s.",
     "No dead letters.": "Недоставленных нет.",
+    "No errors.": "Ошибок нет.",
     "open": "открыто",
     "replayed": "повторено",
     "Recent errors": "Последние ошибки",

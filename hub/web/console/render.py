@@ -58,6 +58,21 @@ def phone(value: Any) -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
 
 
+def health_text(value: Any) -> str:
+    """A plugin's health detail as a person reads it (``requests 94, status ok``), not as a Python dict."""
+    if isinstance(value, dict):
+        parts = []
+        for key, inner in value.items():
+            text = health_text(inner)
+            parts.append(f"{key}: {text}" if isinstance(inner, dict) else f"{key} {text}")
+        return "; ".join(parts) if any(isinstance(v, dict) for v in value.values()) else ", ".join(parts)
+    if isinstance(value, list | tuple):
+        return ", ".join(health_text(v) for v in value) or "—"
+    if isinstance(value, bool):
+        return "✓" if value else "✗"
+    return "—" if value is None else str(value)
+
+
 def duration(seconds: Any) -> str:
     if isinstance(seconds, Undefined):
         return ""
@@ -189,7 +204,13 @@ def _num(value: float) -> str:
 
 
 env.filters.update(
-    when=when_in_zone, phone=phone, duration=duration, money=money, provenance=provenance, external_url=external_url
+    when=when_in_zone,
+    phone=phone,
+    health=health_text,
+    duration=duration,
+    money=money,
+    provenance=provenance,
+    external_url=external_url,
 )
 env.globals.update(bar_chart=bar_chart, report_chart=report_chart)
 

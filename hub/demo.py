@@ -136,7 +136,7 @@ class Traffic:
         for index, (name, phone, email, company, inn) in enumerate(PEOPLE, 1):
             company_key = None
             if company and inn:
-                company_ref = SourceRef(system="bitrix24", account=self.account, entity="company", id=str(1000 + index))
+                company_ref = SourceRef(system="bitrix24", account=self.account, entity="company", id=str(9100 + index))
                 found = self.hub.find_clients(q=company, limit=1)
                 if not found:
                     self.hub.ingest(
@@ -149,7 +149,9 @@ class Traffic:
                     if not found
                     else ClientKey(client_id=found[0].id, kind="company")
                 )
-            ref = SourceRef(system="bitrix24", account=self.account, entity="contact", id=str(index))
+            # far above the ids the sandbox gives the contacts the hub replicates to it (the Excel base): a shared id
+            # would make two people one Bitrix24 contact, and a merge candidate
+            ref = SourceRef(system="bitrix24", account=self.account, entity="contact", id=str(9000 + index))
             self.hub.ingest(
                 ClientObservation(
                     source=ref,

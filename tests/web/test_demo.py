@@ -55,6 +55,8 @@ def test_hub_demo_serves_the_console_with_live_traffic_and_stops_on_ctrl_c(tmp_p
             assert letters.index("Просим выслать КП") < letters.index("КП во вложении") < letters.index("согласовываем")
             report = wait_for(lambda: "Олег Смирнов" in (r := http.get("/console/reports/calls").text) and r, 60)
             assert "<svg" in report
+            # the Excel base replicated to the Bitrix24 sandbox takes ids there that no demo contact claims
+            assert "same bitrix24 contact" not in http.get("/console/merges").text
     finally:
         process.send_signal(signal.SIGINT)
         try:

@@ -38,7 +38,7 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SHOTS = os.environ.get("CONSOLE_SCREENSHOTS")  # a directory: save a screenshot of each page visited
+SHOTS = os.environ.get("HUB_TEST_SCREENSHOTS")  # a directory: save a screenshot of each page visited
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
 

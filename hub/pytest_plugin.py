@@ -63,3 +63,24 @@ def hub_recorder() -> Callable[[Hub], list[Event]]:
         return [Event.model_validate_json(r.payload) for r in rows]
 
     return events
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("crm-hub").addoption(
+        "--hub-contract",
+        default=None,
+        metavar="NAME",
+        help="run the standard contract suite (hub.testing.contract) against the adapter of this plugin: an "
+        "entry point name in the group hub.contract, or package.module:Class",
+    )
+
+
+@pytest.fixture
+def hub_contract_adapter(request: pytest.FixtureRequest) -> Any:
+    """The adapter class named by ``--hub-contract``, or ``None``."""
+    name = request.config.getoption("--hub-contract")
+    if not name:
+        return None
+    from hub.testing.contract import load_adapter
+
+    return load_adapter(name)

@@ -7,6 +7,8 @@ Installed with crm-hub, so a plugin's own tests get them without a conftest:
   ``HUB_*`` variables for the test (a plugin's settings, say). Every hub it made is stopped after the test.
 - ``hub_recorder(hub)``: every event the hub has emitted so far, oldest first (what sinks receive).
 - ``serve_asgi`` (from :mod:`hub.testing`) serves a sandbox or the hub's web app on a free loopback port.
+- ``--hub-contract NAME``: run the standard contract suite (:mod:`hub.testing.contract`) against the adapter of a
+  plugin (``pytest --pyargs hub.testing.contract --hub-contract NAME``); ``hub_contract_adapter`` is that class.
 """
 
 from __future__ import annotations

@@ -66,6 +66,10 @@ class ConnectorAdapter:
         """Make the sandbox answer its next API request 429 with ``Retry-After``; ``False`` if it cannot."""
         return False
 
+    def outage(self, down: bool) -> bool:
+        """Make the sandbox answer every API request 5xx (``down``) or serve again; ``False`` if it cannot."""
+        return False
+
 
 class ConnectorContract:
     """The suite. Subclass it with ``adapter = YourAdapter`` (a class name starting with ``Test``)."""
@@ -217,6 +221,31 @@ class ConnectorContract:
         assert waited >= retry_after * 0.95, "the next request did not wait for Retry-After"
         assert waited < retry_after + 30, f"asked to wait {retry_after} s, the connector took {waited:.0f} s"
         assert len(self.clients_with(hub, PHONES[1])) == 1
+
+    def test_an_outage_is_retried_then_dead_lettered_and_replayed_once(
+        self, connector: ConnectorAdapter, contract_hub: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("HUB_SINK__MAX_ATTEMPTS", "2")
+        monkeypatch.setenv("HUB_SINK__BACKOFF_BASE", "0.05")
+        hub = contract_hub()
+        if not connector.outage(True):
+            pytest.skip(f"the {connector.name} sandbox cannot be made to fail")
+        hub.start("all")
+        hub.ingest(
+            ClientObservation(
+                source=SourceRef(system="contract", entity="row", id="3"), name="Олег Перебоев", phones=[PHONES[2]]
+            )
+        )
+        deadline = time.monotonic() + 60
+        while hub.dlq.count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert hub.dlq.count() == 1, "the failed delivery was not dead-lettered after its attempts"
+        assert connector.phones_held().count(PHONES[2]) == 0
+        connector.outage(False)
+        assert hub.dlq.replay_all() == 1
+        assert hub.wait_idle(30)
+        assert connector.phones_held().count(PHONES[2]) == 1
+        assert hub.dlq.count() == 0
 
     def test_a_webhook_without_its_signature_is_refused_and_stores_nothing(
         self, connector: ConnectorAdapter, contract_hub: Any

@@ -66,6 +66,13 @@ class AmoCRMAdapter(ConnectorAdapter):
         httpx.post(f"{self.url}/_sandbox/faults", json=fault).raise_for_status()
         return True
 
+    def outage(self, down: bool) -> bool:
+        if down:
+            httpx.post(f"{self.url}/_sandbox/faults", json={"kind": "5xx", "status": 503}).raise_for_status()
+        else:
+            httpx.delete(f"{self.url}/_sandbox/faults").raise_for_status()
+        return True
+
 
 class TestAmoCRMContract(ConnectorContract):
     adapter = AmoCRMAdapter

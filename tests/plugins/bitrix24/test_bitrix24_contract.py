@@ -49,8 +49,9 @@ class Bitrix24Adapter(ConnectorAdapter):
         }
         return "/webhooks/bitrix24", encode(event).encode(), {"content-type": "application/x-www-form-urlencoded"}
 
-    # throttle: not offered. A portal over its limit answers 503 QUERY_LIMIT_EXCEEDED without Retry-After
-    # (https://apidocs.bitrix24.com/limits.html), never 429; the plugin's own limit tests cover that answer.
+    # throttle: not offered. A portal over its request rate answers 503 QUERY_LIMIT_EXCEEDED, and the docs give
+    # it no Retry-After (https://apidocs.bitrix24.ru/limits.html); the plugin's own limit tests cover that answer.
+    # outage: not offered by the sandbox yet.
 
 
 class TestBitrix24Contract(ConnectorContract):

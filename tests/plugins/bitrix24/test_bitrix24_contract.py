@@ -51,7 +51,14 @@ class Bitrix24Adapter(ConnectorAdapter):
 
     # throttle: not offered. A portal over its request rate answers 503 QUERY_LIMIT_EXCEEDED, and the docs give
     # it no Retry-After (https://apidocs.bitrix24.ru/limits.html); the plugin's own limit tests cover that answer.
-    # outage: not offered by the sandbox yet.
+
+    def outage(self, down: bool) -> bool:
+        if down:
+            self.sandbox.add_fault("status", count=100_000, status=503)
+        else:
+            with self.sandbox.lock:
+                self.sandbox.faults.clear()
+        return True
 
 
 class TestBitrix24Contract(ConnectorContract):

@@ -13,7 +13,7 @@ from hub.core.errors import BadInput, FatalDelivery, NotFound
 from hub.core.events import ClientKey, ClientObservation, ClientView, ItemView, RefObservation, SourceRef
 from plugins.bitrix24.client import MAX_BATCH, page_rows
 from plugins.bitrix24.connection import Portal
-from plugins.bitrix24.echo import call_matches, comment_matches, deal_matches, hub_origin, unlinked
+from plugins.bitrix24.echo import call_matches, comment_matches, deal_matches, hub_origin, record_values, unlinked
 from plugins.bitrix24.mapping import (
     _same_text,
     activity_observation,
@@ -126,6 +126,8 @@ class Inbound:
 
     # --- one entity at a time -----------------------------------------------------------------------------
     def apply_client(self, entity: str, record: dict[str, Any]) -> str:
+        if self.portal.echoes.is_echo(entity, str(record.get("ID")), record_values(entity, record, self.region)):
+            return "echo"  # exactly what the sink last wrote there: no lookup, nothing ingested
         build = company_observation if entity == "company" else contact_observation
         obs = build(record, self.key, region=self.region)
         view = self._client_by_ref(obs.source)

@@ -46,6 +46,8 @@ _EXPORTS: dict[str, str] = {
     # sinks and sources
     "Sink": "hub.core.sinks",
     "WebhookRoute": "hub.core.sources",
+    "SenderCheck": "hub.core.sources",
+    "Applied": "hub.core.ingest",
     "Listener": "hub.core.sources",
     "Poller": "hub.core.sources",
     # the connector layer
@@ -103,10 +105,11 @@ if TYPE_CHECKING:
         StateStore,
     )
     from hub.core.identity import normalize_email, normalize_phone, split_phones
+    from hub.core.ingest import Applied
     from hub.core.ratelimit import RateSpec
     from hub.core.reconciler import Page, Reconciler, Summary
     from hub.core.sinks import Sink
-    from hub.core.sources import Listener, Poller, WebhookRoute
+    from hub.core.sources import Listener, Poller, SenderCheck, WebhookRoute
     from hub.progress import ProgressReporter
 
 
@@ -148,6 +151,7 @@ def pass_hub(command: Command) -> Command:
 __all__ = [
     "Account",
     "Accounts",
+    "Applied",
     "BadInput",
     "ClientKey",
     "ClientObservation",
@@ -178,6 +182,7 @@ __all__ = [
     "RegisterSandbox",
     "RegisterSettings",
     "RegisterSink",
+    "SenderCheck",
     "Sink",
     "SourceRef",
     "StateStore",

@@ -136,7 +136,7 @@ def tokens_revoke(ctx: click.Context, token_id: int) -> None:
 @click.command("report")
 @click.argument("name", type=click.Choice(sorted(reports.REPORTS)))
 @click.option("--from", "since", help="First day, 2026-11-01 (default: 30 days ago).")
-@click.option("--to", "until", help="Last day, included (default: today).")
+@click.option("--to", "until", help="Last day, included (default: today). Days are the hub's (HUB_CONSOLE__TIMEZONE).")
 @click.option("--days", type=int, default=30, show_default=True, help="N of 'not contacted' and 'stale' reports.")
 @click.option("--system", help="Only what came from this system (bitrix24, amocrm, telephony, excel, ...).")
 @click.option("--xlsx", "xlsx", type=click.Path(path_type=Path), help="Write the report to this xlsx file.")
@@ -152,8 +152,9 @@ def report(
 ) -> None:
     """Show a report (calls, funnel, new-clients, not-contacted, stale-deals, overdue-tasks) or export it."""
     try:
-        opts = reports.Options(reports.Period.parse(since, until), days=days, system=system)
-        built = reports.build(_hub(ctx), name, opts)
+        hub = _hub(ctx)
+        period = reports.Period.parse(since, until, zone=hub.settings.console.zone())
+        built = reports.build(hub, name, reports.Options(period, days=days, system=system))
     except HubError as exc:
         raise click.ClickException(str(exc)) from exc
     if xlsx is not None:

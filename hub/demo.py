@@ -1,6 +1,7 @@
 """``hub demo``: the hub on the embedded default wired to the Bitrix24, amoCRM and PBX (AMI) sandboxes, fed with
 realistic Russian traffic (a messy Excel base, contacts and deals moving in Bitrix24 and replicated to amoCRM,
-calls answered and missed at the operator's extension), with the console open to log in. Ctrl-C stops it all.
+calls answered and missed at the operator's extension, email threads with the clients read through the email
+plugin's parsing), with the console open to log in. Ctrl-C stops it all.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def _excel_file(directory: Path) -> Path:
         ("  Белова Татьяна ", "+7 999 888-77-66", "BELOVA@MAIL.RU", "", "", ""),
         ("", "", "", "", "", ""),
         ("Иванов Иван Петрович", "79161234567", "ivanov@romashka.ru", "ООО «Ромашка»", "7707083893", "дубль"),
-        ("Зайцев Игорь", "тел. 8 926 111 22 33", "", "ИП Зайцев", "", "перезвонить в пн"),
+        ("Зайцев Игорь", "тел. 8 926 111 22 44", "", "ИП Зайцев", "", "перезвонить в пн"),
         ("Орлова Ирина", "не указан", "orlova@@mail", "", "", "ошибочная строка"),
     ]
     for row in rows:
@@ -73,6 +74,49 @@ def _excel_file(directory: Path) -> Path:
     path = directory / "база клиентов.xlsx"
     book.save(path)
     return path
+
+
+COMPANY_MAIL = "sales@torgdom.example"
+MAIL_THREADS = [
+    (
+        "Запрос коммерческого предложения",
+        "Добрый день!\n\nПросим выслать КП на поставку 12 станков, доставка до Подольска.\n\nС уважением",
+        "Здравствуйте! КП во вложении, цены действуют до конца месяца.",
+        "Спасибо, согласовываем с руководством, ответим до пятницы.",
+    ),
+    (
+        "Счёт №418 от 02.11",
+        "Оплату провели сегодня, платёжное поручение прикладываю.",
+        "Получили, спасибо! Отгрузка в четверг.",
+        None,
+    ),
+    (
+        "Не работает пульт управления",
+        "После обновления прошивки пульт не включается. Что делать?",
+        "Передали в сервис, инженер позвонит вам сегодня до 18:00.",
+        "Инженер приехал, всё работает. Спасибо за оперативность!",
+    ),
+]
+
+
+def _message(
+    sender: tuple[str, str], to: tuple[str, str], subject: str, body: str, at: datetime, parent: Any = None
+) -> Any:
+    """An email as a mail server hands it over: RFC 5322 headers, a Message-ID, and the thread headers of a reply."""
+    from email.message import EmailMessage
+    from email.utils import format_datetime, formataddr, make_msgid
+
+    msg = EmailMessage()
+    msg["From"] = formataddr(sender)
+    msg["To"] = formataddr(to)
+    msg["Subject"] = f"Re: {subject}" if parent is not None else subject
+    msg["Date"] = format_datetime(at)
+    msg["Message-ID"] = make_msgid(domain=sender[1].rsplit("@", 1)[1])
+    if parent is not None:
+        msg["In-Reply-To"] = parent["Message-ID"]
+        msg["References"] = " ".join(filter(None, [parent.get("References"), parent["Message-ID"]]))
+    msg.set_content(body)
+    return msg
 
 
 class Traffic:
@@ -92,7 +136,7 @@ class Traffic:
         for index, (name, phone, email, company, inn) in enumerate(PEOPLE, 1):
             company_key = None
             if company and inn:
-                company_ref = SourceRef(system="bitrix24", account=self.account, entity="company", id=str(1000 + index))
+                company_ref = SourceRef(system="bitrix24", account=self.account, entity="company", id=str(9100 + index))
                 found = self.hub.find_clients(q=company, limit=1)
                 if not found:
                     self.hub.ingest(
@@ -105,7 +149,9 @@ class Traffic:
                     if not found
                     else ClientKey(client_id=found[0].id, kind="company")
                 )
-            ref = SourceRef(system="bitrix24", account=self.account, entity="contact", id=str(index))
+            # far above the ids the sandbox gives the contacts the hub replicates to it (the Excel base): a shared id
+            # would make two people one Bitrix24 contact, and a merge candidate
+            ref = SourceRef(system="bitrix24", account=self.account, entity="contact", id=str(9000 + index))
             self.hub.ingest(
                 ClientObservation(
                     source=ref,
@@ -117,6 +163,8 @@ class Traffic:
                 )
             )
             self.deals.append((str(500 + index), 0, ClientKey(ref=ref)))
+            if index <= len(MAIL_THREADS) * 2:
+                self.mail_thread(index - 1, now - timedelta(days=12 - index, hours=3))
             self._deal(index - 1)
             self.hub.ingest(
                 InteractionObservation(
@@ -132,6 +180,24 @@ class Traffic:
             from plugins.excel.apply import run_import
 
             run_import(self.hub, _excel_file(directory), source="база клиентов.xlsx")
+
+    def mail_thread(self, index: int, start: datetime) -> None:
+        """A conversation with one demo client: their letter, the company's answer, maybe their reply, read through
+        the email plugin's own parsing (as its mailbox sync reads them), one thread on the client's card."""
+        try:
+            from plugins.email.raw import record_message
+        except ImportError:  # no email plugin in this install
+            return
+        name, _phone, address, *_ = PEOPLE[index]
+        client, company = (name, address), ("Отдел продаж", COMPANY_MAIL)
+        subject, *letters = MAIL_THREADS[index % len(MAIL_THREADS)]
+        parent = None
+        for turn, body in enumerate(letters):
+            if body is None:
+                break
+            sender, to = (client, company) if turn % 2 == 0 else (company, client)
+            parent = _message(sender, to, subject, body, start + timedelta(hours=2 * turn + 1), parent)
+            record_message(self.hub, parent.as_bytes(), company_addresses=[COMPANY_MAIL], mailbox=COMPANY_MAIL)
 
     def _deal(self, index: int) -> None:
         deal_id, stage, client = self.deals[index]
@@ -177,7 +243,14 @@ class Traffic:
     def run(self, stop: threading.Event, every_s: float) -> None:
         while not stop.wait(every_s * self.rng.uniform(0.5, 1.5)):
             try:
-                self.call() if self.rng.random() < 0.6 else self.move_a_deal()
+                roll = self.rng.random()
+                if roll < 0.55:
+                    self.call()
+                elif roll < 0.85:
+                    self.move_a_deal()
+                else:
+                    # the conversation's last letter arrives now (its earlier letters, hours ago)
+                    self.mail_thread(self.rng.randrange(len(PEOPLE)), datetime.now(UTC) - timedelta(hours=5, minutes=1))
             except Exception as exc:  # the demo goes on; the log says what happened
                 log.warning("demo traffic step failed", error=str(exc))
 

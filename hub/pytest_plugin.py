@@ -7,6 +7,8 @@ Installed with crm-hub, so a plugin's own tests get them without a conftest:
   ``HUB_*`` variables for the test (a plugin's settings, say). Every hub it made is stopped after the test.
 - ``hub_recorder(hub)``: every event the hub has emitted so far, oldest first (what sinks receive).
 - ``serve_asgi`` (from :mod:`hub.testing`) serves a sandbox or the hub's web app on a free loopback port.
+- ``--hub-contract NAME``: run the standard contract suite (:mod:`hub.testing.contract`) against the adapter of a
+  plugin (``pytest --pyargs hub.testing.contract --hub-contract NAME``); ``hub_contract_adapter`` is that class.
 """
 
 from __future__ import annotations
@@ -63,3 +65,24 @@ def hub_recorder() -> Callable[[Hub], list[Event]]:
         return [Event.model_validate_json(r.payload) for r in rows]
 
     return events
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("crm-hub").addoption(
+        "--hub-contract",
+        default=None,
+        metavar="NAME",
+        help="run the standard contract suite (hub.testing.contract) against the adapter of this plugin: an "
+        "entry point name in the group hub.contract, or package.module:Class",
+    )
+
+
+@pytest.fixture
+def hub_contract_adapter(request: pytest.FixtureRequest) -> Any:
+    """The adapter class named by ``--hub-contract``, or ``None``."""
+    name = request.config.getoption("--hub-contract")
+    if not name:
+        return None
+    from hub.testing.contract import load_adapter
+
+    return load_adapter(name)

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -77,7 +78,7 @@ def hub_register_routes(hub: Any, register: Any) -> None:
             body=data.get("text"),
         )
         try:
-            result = hub.ingest(obs)
+            result = await run_in_threadpool(hub.ingest, obs)  # stored before the answer; the loop stays free
         except BadInput as exc:
             return JSONResponse({"error": str(exc)}, status_code=422)
         return JSONResponse({"client_id": result.client_id})

@@ -9,7 +9,7 @@ import io
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
@@ -31,21 +31,34 @@ MAX_LIST_ROWS = 1000
 class Period:
     start: datetime
     end: datetime
+    zone: tzinfo = UTC  # the hub's time zone (HUB_CONSOLE__TIMEZONE): the days and weeks of every report
 
     @classmethod
-    def parse(cls, since: str | None, until: str | None, *, default_days: int = 30) -> Period:
-        """ISO dates, whole UTC days, ``until`` included; by default the last ``default_days`` days."""
+    def parse(cls, since: str | None, until: str | None, *, zone: tzinfo = UTC, default_days: int = 30) -> Period:
+        """ISO dates, whole days in ``zone``, ``until`` included; by default the last ``default_days`` days.
+        A call at 01:30 Moscow time (22:30 UTC the day before) belongs to that Moscow day."""
         try:
-            end_day = date.fromisoformat(until) if until else datetime.now(UTC).date()
+            end_day = date.fromisoformat(until) if until else datetime.now(zone).date()
             start_day = date.fromisoformat(since) if since else end_day - timedelta(days=default_days - 1)
         except ValueError as exc:
             raise BadInput(f"dates are written 2026-11-17: {exc}") from exc
         if start_day > end_day:
             raise BadInput("'from' must not be after 'to'")
         return cls(
-            datetime.combine(start_day, time.min, tzinfo=UTC),
-            datetime.combine(end_day + timedelta(days=1), time.min, tzinfo=UTC),
+            datetime.combine(start_day, time.min, tzinfo=zone).astimezone(UTC),
+            datetime.combine(end_day + timedelta(days=1), time.min, tzinfo=zone).astimezone(UTC),
+            zone,
         )
+
+    def first_day(self) -> date:
+        return self.start.astimezone(self.zone).date()
+
+    def last_day(self) -> date:
+        return (self.end.astimezone(self.zone) - timedelta(days=1)).date()
+
+    def local(self, moment: datetime) -> datetime:
+        """A stored (UTC) time as the hub's people live it."""
+        return as_utc(moment).astimezone(self.zone)
 
 
 @dataclass
@@ -71,6 +84,7 @@ class Report:
     chart: Chart | None = None
     notes: list[str] = field(default_factory=list)
     sections: list[Report] = field(default_factory=list)  # a report with several tables (the funnel)
+    zone: tzinfo = UTC  # the zone its days were counted in; its times are shown and exported in it
 
 
 @dataclass
@@ -105,7 +119,7 @@ def calls_per_operator(hub: Hub, opts: Options) -> Report:
             continue
         f = call.fields
         operator = str(f.get("operator") or f.get("extension") or "—")
-        day = call.occurred_at.date().isoformat()
+        day = opts.period.local(call.occurred_at).date().isoformat()
         row = rows.setdefault(
             (day, operator),
             {
@@ -349,7 +363,7 @@ def new_clients(hub: Hub, opts: Options) -> Report:
             source = r.ref or _source_of(r.origin)
             if opts.system and source != opts.system:
                 continue
-            created = as_utc(r.created_at)
+            created = opts.period.local(r.created_at)
             monday = (created.date() - timedelta(days=created.weekday())).isoformat()
             counts[monday][source] += 1
             sources.add(source)
@@ -546,16 +560,20 @@ def build(hub: Hub, name: str, opts: Options) -> Report:
         make = REPORTS[name]
     except KeyError:
         raise BadInput(f"unknown report {name!r}; use one of {', '.join(REPORTS)}") from None
-    return make(hub, opts)
+    report = make(hub, opts)
+    for part in [report, *report.sections]:
+        part.zone = opts.period.zone
+    return report
 
 
 # --- export ------------------------------------------------------------------------------------------------
 
 
-def _cell(value: Any) -> Any:
-    """A value safe in a spreadsheet: text that looks like a formula stays text (no formula injection)."""
+def _cell(value: Any, zone: tzinfo = UTC) -> Any:
+    """A value safe in a spreadsheet: text that looks like a formula stays text (no formula injection); a time is
+    written in the hub's zone (a spreadsheet cell has none)."""
     if isinstance(value, datetime):
-        return value.astimezone(UTC).replace(tzinfo=None)
+        return as_utc(value).astimezone(zone).replace(tzinfo=None)
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
     if isinstance(value, bool):
@@ -564,7 +582,7 @@ def _cell(value: Any) -> Any:
 
 
 def to_xlsx(report: Report, translate: Callable[[str], str] = lambda t: t) -> bytes:
-    """The report (and its sections) as an xlsx workbook, one sheet per table."""
+    """The report (and its sections) as an xlsx workbook, one sheet per table, times in the report's zone."""
     from openpyxl import Workbook
 
     book = Workbook(write_only=True)
@@ -572,12 +590,21 @@ def to_xlsx(report: Report, translate: Callable[[str], str] = lambda t: t) -> by
         sheet = book.create_sheet(translate(part.title)[:31])
         sheet.append([translate(c.title) for c in part.columns])
         for row in part.rows:
-            sheet.append([_cell(row.get(c.key)) for c in part.columns])
+            sheet.append([_cell(row.get(c.key), part.zone) for c in part.columns])
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()
 
 
+def _text(value: Any, zone: tzinfo) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return as_utc(value).astimezone(zone).strftime("%Y-%m-%d %H:%M")
+    return str(value)
+
+
 def rows_as_text(report: Report) -> Iterable[list[str]]:
+    """The rows as text, times in the report's zone."""
     for row in report.rows:
-        yield ["" if row.get(c.key) is None else str(row.get(c.key)) for c in report.columns]
+        yield [_text(row.get(c.key), report.zone) for c in report.columns]

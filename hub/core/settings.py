@@ -10,6 +10,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
@@ -96,7 +97,22 @@ class ConsoleSettings(BaseModel):
     login_attempts: int = Field(5, ge=1, description="Failed logins allowed per username and per address ...")
     login_window_s: float = Field(300.0, gt=0, description="... within this many seconds; then 429.")
     page_size: int = Field(25, ge=5, le=200, description="Rows per page of the client list.")
-    timezone: str = Field("Europe/Moscow", description="Times on pages and days in filters are in this zone.")
+    timezone: str = Field(
+        "Europe/Moscow",
+        description="The hub's time zone: times on pages, days in filters and the days and weeks of every report.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}; use a name like Europe/Moscow") from exc
+        return value
+
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
 
 class SinkDefaults(BaseModel):

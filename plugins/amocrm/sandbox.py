@@ -109,6 +109,7 @@ class Fault:
     delay: float = 1.0
     body: Any = None
     path: str = "/api/"
+    headers: dict[str, str] | None = None  # of a "status" answer: a 429's Retry-After, say
 
 
 @dataclass
@@ -507,7 +508,9 @@ class _Api:
                 BAD_GATEWAY_HTML, status_code=fault.status if fault.status != 500 else 502, media_type="text/html"
             )
         if fault.kind == "status":
-            return JSONResponse(fault.body, status_code=fault.status, media_type="application/problem+json")
+            return JSONResponse(
+                fault.body, status_code=fault.status, media_type="application/problem+json", headers=fault.headers
+            )
         return problem(fault.status, "Internal Server Error", "Sandbox fault")
 
     def _route(self, request: Request, body: Any) -> Response:

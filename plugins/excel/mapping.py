@@ -142,11 +142,19 @@ def _stable_id(*parts: Sequence[str] | str) -> str:
 # --- records ------------------------------------------------------------------------------------------------
 
 
-def _name_rank(name: str, count: int) -> tuple[int, int, int, int, str]:
-    """Which spelling stands for a person: most words, fewest initials, most rows, longest, then the text (so a
-    re-sorted file chooses the same)."""
+def _name_rank(name: str, count: int, support: int = 0) -> tuple[int, int, int, int, int, str]:
+    """Which spelling stands for a person: most words, fewest initials, the most rows whose spelling it is
+    compatible with (of `Герасимов`, `Герасиомв`, `ГЕАСИМОВ`, each typo is one edit from the right spelling and
+    two from the other typo), most rows, longest, then the text (so a re-sorted file chooses the same)."""
     words, initials = name_tokens(name)
-    return len(words), -len(initials), count, len(name), name
+    return len(words), -len(initials), support, count, len(name), name
+
+
+def _best_spelling(counts: dict[str, int]) -> str:
+    def support(name: str) -> int:
+        return sum(times for other, times in counts.items() if names_compatible(name, other))
+
+    return max(counts, key=lambda name: _name_rank(name, counts[name], support(name)))
 
 
 @dataclass
@@ -191,7 +199,10 @@ class ClientRecord:
         if self.kind == "company":
             mine, theirs = _name_words(self.name), _name_words(other.name)
             return mine <= theirs or theirs <= mine
-        return names_compatible(self.name, other.name)
+        # against every spelling either side has seen: two rows with one typo each (`Герасиомв`, `ГЕАСИМОВ`) are two
+        # edits apart, yet each is one edit from the `Герасимов` of a third row of the same phone
+        mine_all, theirs_all = self.names or {self.name}, other.names or {other.name}
+        return any(names_compatible(a, b) for a in mine_all for b in theirs_all)
 
     def absorb(self, other: ClientRecord) -> None:
         self.rows += other.rows
@@ -200,7 +211,7 @@ class ClientRecord:
         for spelling, times in other.name_counts.items():
             self.name_counts[spelling] = self.name_counts.get(spelling, 0) + times
         if other.name and self.kind == "person":
-            best = max(self.name_counts.items(), key=lambda item: _name_rank(*item))[0]
+            best = _best_spelling(self.name_counts)
             if best != self.name:
                 other_parts = (other.last_name, other.first_name, other.middle_name)
                 self.name = best
@@ -409,7 +420,7 @@ class FileDeduplicator:
     def __init__(self) -> None:
         self._records: list[ClientRecord] = []
         self._parent: list[int] = []
-        self._index: dict[tuple[str, str], int] = {}
+        self._index: dict[tuple[str, str], list[int]] = {}  # key -> the records holding it (slots, maybe merged)
 
     def _root(self, slot: int) -> int:
         while self._parent[slot] != slot:
@@ -417,21 +428,38 @@ class FileDeduplicator:
             slot = self._parent[slot]
         return slot
 
+    def _holders(self, key: tuple[str, str]) -> list[int]:
+        slots = self._index.get(key)
+        if not slots:
+            return []
+        roots = sorted({self._root(slot) for slot in slots})
+        self._index[key] = roots  # compacted: merged records are one entry
+        return roots
+
     def add(self, record: ClientRecord) -> None:
         keys = list(record.keys())
         slot = len(self._records)
         self._records.append(record)
         self._parent.append(slot)
-        roots = sorted({self._root(self._index[key]) for key in keys if key in self._index})
+        # every record holding one of the keys, not only the first: a record kept apart for its name (two typos
+        # are two edits apart) joins once a row that bridges the spellings has joined the group
+        pending = {root for key in keys for root in self._holders(key)}
         home = slot
-        for root in roots:
-            target = self._records[root]
-            if target.accepts(self._records[home]):
-                target.absorb(self._records[home])
-                self._parent[home] = root
-                home = root
+        merged = True
+        while merged:
+            merged = False
+            for root in sorted(pending):
+                if self._root(root) != root or root == home:
+                    continue
+                target = self._records[root]
+                if target.accepts(self._records[home]):
+                    target.absorb(self._records[home])
+                    self._parent[home] = root
+                    home = root
+                    merged = True
+            pending = {self._root(root) for root in pending} - {home}
         for key in keys:
-            self._index.setdefault(key, home)
+            self._index.setdefault(key, []).append(home)
 
     def records(self) -> list[ClientRecord]:
         """The merged records, in the order of their first row."""

@@ -250,7 +250,7 @@ def _call_observations(
             TaskObservation(
                 source=SourceRef(system=record.system, account=record.account, entity="callback", id=record.call_id),
                 client=client,
-                title=f"Перезвонить: {_pretty(phone)} (missed call, call back)",
+                title=f"Перезвонить: {_pretty(phone)} (пропущенный звонок)",
                 due_at=base + callback_due,
                 assignee=operator,
                 fields={"call_id": record.call_id, "status": record.status, "number_raw": number.raw},

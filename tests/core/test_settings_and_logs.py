@@ -64,6 +64,10 @@ def test_a_wrong_setting_names_the_variable(clean_env, monkeypatch):
     monkeypatch.setenv("HUB_DEFAULT_REGION", "XX")
     with pytest.raises(ConfigError, match="unknown region"):
         load_settings()
+    monkeypatch.delenv("HUB_DEFAULT_REGION")
+    monkeypatch.setenv("HUB_CONSOLE__TIMEZONE", "Moscow")
+    with pytest.raises(ConfigError, match=r"HUB_CONSOLE__TIMEZONE.*unknown time zone 'Moscow'"):
+        load_settings()
 
 
 def test_broken_toml_is_a_clear_error(clean_env):

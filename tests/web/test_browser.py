@@ -17,10 +17,14 @@ from hub.core.events import DealObservation, SourceRef
 from hub.core.users import Users
 from hub.testing import serve_asgi
 from hub.web.app import create_app
+from plugins.email import plugin as email_plugin
 from plugins.telephony import plugin as telephony_plugin
 from plugins.telephony.sandbox import AMISandbox, generate_call
 from tests.conftest import wait_for
 from tests.core.sinks import RecordingSink, SinkPlugin
+from tests.plugins.email.email_servers import PASSWORD as MAIL_PASSWORD
+from tests.plugins.email.email_servers import USER as MAILBOX
+from tests.plugins.email.email_servers import running_dovecot
 from tests.web.conftest import PASSWORD, add_call, add_client
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -34,16 +38,55 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SHOTS = os.environ.get("CONSOLE_SCREENSHOTS")  # a directory: save a screenshot of each page visited
+SHOTS = os.environ.get("HUB_TEST_SCREENSHOTS")  # a directory: save a screenshot of each page visited
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
+
+
+def _letter(sender: str, to: str, subject: str, body: str, message_id: str, date: str, reply_to: str = "") -> bytes:
+    from email.message import EmailMessage
+
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"], msg["Date"], msg["Message-ID"] = sender, to, subject, date, message_id
+    if reply_to:
+        msg["In-Reply-To"] = msg["References"] = reply_to
+    msg.set_content(body)
+    return msg.as_bytes()
 
 
 @pytest.fixture
 def running(embedded, monkeypatch, tmp_path) -> Iterator[dict[str, Any]]:
     sink = RecordingSink("crm", "amocrm")
     sink.fail_times = 10**6
-    with AMISandbox() as ami:
+    with AMISandbox() as ami, running_dovecot(tmp_path) as mail:
+        mail.append(
+            "INBOX",
+            _letter(
+                "Мария Петрова <maria@romashka.ru>",
+                MAILBOX,
+                "Счёт на станки",
+                "Добрый день! Пришлите, пожалуйста, счёт на два станка.",
+                "<q1@romashka.ru>",
+                "Tue, 01 Dec 2026 10:00:00 +0300",
+            ),
+            _letter(
+                f"Отдел продаж <{MAILBOX}>",
+                "maria@romashka.ru",
+                "Re: Счёт на станки",
+                "Счёт во вложении, оплата в течение пяти дней.",
+                "<a1@example.test>",
+                "Tue, 01 Dec 2026 11:30:00 +0300",
+                reply_to="<q1@romashka.ru>",
+            ),
+        )
+        for key, value in {
+            "IMAP__HOST": "127.0.0.1",
+            "IMAP__PORT": str(mail.port),
+            "IMAP__USERNAME": MAILBOX,
+            "IMAP__PASSWORD": MAIL_PASSWORD,
+            "IMAP__SECURITY": "none",
+        }.items():
+            monkeypatch.setenv(f"HUB_EMAIL__{key}", value)
         for key, value in {
             "AMI__HOST": "127.0.0.1",
             "AMI__PORT": str(ami.port),
@@ -53,7 +96,10 @@ def running(embedded, monkeypatch, tmp_path) -> Iterator[dict[str, Any]]:
             "CLICK_TO_CALL": "ami",
         }.items():
             monkeypatch.setenv(f"HUB_TELEPHONY__{key}", value)
-        hub = embedded.hub([("telephony", telephony_plugin), ("s", SinkPlugin(sink))], sink={"max_attempts": 1})
+        hub = embedded.hub(
+            [("telephony", telephony_plugin), ("email", email_plugin), ("s", SinkPlugin(sink))],
+            sink={"max_attempts": 1},
+        )
         users = Users(hub.store)
         users.add("anna", PASSWORD, role="admin", display_name="Анна Петрова")
         users.add("oleg", PASSWORD, role="operator", display_name="Олег", extension="101")
@@ -73,8 +119,12 @@ def running(embedded, monkeypatch, tmp_path) -> Iterator[dict[str, Any]]:
         hub.start("all")
         assert ami.wait_for_login()
         wait_for(lambda: hub.dlq.list())
-        with serve_asgi(create_app(hub)) as url:
-            yield {"hub": hub, "url": url, "sink": sink, "ami": ami, "client_id": client_id, "tmp": tmp_path}
+        wait_for(lambda: len([i for i in hub.timeline(client_id) if i.channel == "email"]) == 2, 30)  # the mailbox
+        try:
+            with serve_asgi(create_app(hub)) as url:
+                yield {"hub": hub, "url": url, "sink": sink, "ami": ami, "client_id": client_id, "tmp": tmp_path}
+        finally:
+            hub.stop(grace=5)  # before its mail server and PBX go away
 
 
 @pytest.fixture
@@ -124,6 +174,15 @@ def test_an_admin_finds_a_client_by_phone_sees_the_call_exports_a_report_and_rep
     link = page.locator(".ext-links a").first.get_attribute("href")
     assert link == "https://acme.bitrix24.ru/crm/contact/details/7/"
     shot(page, "card")
+    letters = page.locator("li.tl-email")
+    assert letters.count() == 2 and "Re: Счёт на станки" in letters.first.inner_text()  # newest first
+    letters.first.locator("a", has_text="Переписка").click()  # the thread, oldest first, letters open
+    page.wait_for_url("**thread=*")
+    thread = page.locator("li.tl-email")
+    assert thread.count() == 2 and "Переписка: Счёт на станки" in page.inner_text("section.main h2")
+    assert "пришлите, пожалуйста" in thread.nth(0).inner_text().lower()
+    assert "Счёт во вложении" in thread.nth(1).inner_text()
+    shot(page, "card-thread")
 
     page.goto(f"{url}/console/reports/calls")
     assert page.locator("svg.chart rect").count() >= 1

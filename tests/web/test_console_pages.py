@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from click.testing import CliRunner
 from openpyxl import load_workbook
 
+from hub import hookimpl
 from hub.cli import cli
 from hub.core.events import ClientKey, DealObservation, InteractionObservation, SourceRef, TaskObservation
 from hub.core.plugins import PluginHost
@@ -284,3 +285,50 @@ def test_hub_report_prints_and_writes_xlsx_and_hub_users_and_tokens_work(embedde
     token = run("tokens", "create", "vera").output.strip()
     assert token.startswith("hubu_") and Users(hub.store).verify_api_token(token).username == "vera"
     assert token not in run("tokens", "list").output
+
+
+def test_report_pages_the_export_and_hub_report_count_days_in_the_hubs_zone(embedded, monkeypatch):
+    for key, value in {**embedded.env(), "HUB_CONSOLE__TIMEZONE": "Asia/Vladivostok"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("COLUMNS", "200")
+    hub = embedded.hub(console={"timezone": "Asia/Vladivostok"})
+    Users(hub.store).add("anna", PASSWORD, role="admin", language="en")
+    add_call(hub, "night", "+79165550101", operator="Ирина", occurred_at=datetime(2026, 11, 16, 15, 30, tzinfo=UTC))
+    b = Browser(create_app(hub))
+    b.login("anna")
+    page = b.get("/console/reports/calls", params={"from": "2026-11-17", "to": "2026-11-17"}).text
+    assert "2026-11-17" in page and "Ирина" in page  # 01:30 on the 17th in Vladivostok
+    assert "Ирина" not in b.get("/console/reports/calls", params={"from": "2026-11-16", "to": "2026-11-16"}).text
+    export = b.get("/console/reports/calls.xlsx", params={"from": "2026-11-17", "to": "2026-11-17"})
+    assert list(load_workbook(io.BytesIO(export.content)).active.iter_rows(values_only=True))[1][:2] == (
+        "2026-11-17",
+        "Ирина",
+    )
+    run = CliRunner().invoke(
+        cli, ["report", "calls", "--from", "2026-11-17", "--to", "2026-11-17"], obj=PluginHost(autoload=False)
+    )
+    assert "2026-11-17" in run.output and "Ирина" in run.output
+
+
+def test_phones_read_as_people_write_them_on_the_list_and_the_card(browser, console_hub):
+    client_id = add_client(console_hub, "31", "Ковалёва Светлана", ["8 (916) 555-01-99"])
+    b = browser()
+    b.login("anna")
+    assert "+7 916 555-01-99" in b.get("/console/clients").text
+    card = b.get(f"/console/clients/{client_id}").text
+    assert "+7 916 555-01-99" in card and 'name="phone" value="+79165550199"' in card  # click-to-call dials E.164
+
+
+def test_the_ops_page_reads_plugin_health_as_text_and_says_when_there_are_no_errors(embedded):
+    class Health:
+        @hookimpl
+        def hub_health(self, hub):
+            return {"status": "ok", "accounts": {"acme.amocrm.ru": {"requests": 94, "status": "ok"}}}
+
+    hub = embedded.hub([("crm", Health())])
+    Users(hub.store).add("anna", PASSWORD, role="admin", language="ru")
+    b = Browser(create_app(hub))
+    b.login("anna")
+    page = b.get("/console/ops").text
+    assert "acme.amocrm.ru: requests 94, status ok" in page and "{" not in page.split("<main", 1)[1].split("</main>")[0]
+    assert "Ошибок нет." in page

@@ -45,8 +45,18 @@ def test_hub_demo_serves_the_console_with_live_traffic_and_stops_on_ctrl_c(tmp_p
             assert answer.status_code == 303
             clients = http.get("/console/clients").text
             assert "Иванов Иван Петрович" in clients and "Григорьев Степан" in clients  # CRM and the Excel base
+            found = http.get("/console/clients", params={"q": "ivanov@romashka.ru"}, follow_redirects=True)
+            card_url = found.url.path if re.search(r"/clients/\d+$", found.url.path) else None
+            card_url = card_url or re.search(r'href="(/console/clients/\d+)"', found.text).group(1)
+            emails = http.get(card_url, params={"channel": "email"}).text
+            assert "Запрос коммерческого предложения" in emails and "Re: Запрос коммерческого предложения" in emails
+            thread = re.search(r'href="\?thread=([^"]+)"', emails).group(1)
+            letters = http.get(card_url + "?thread=" + thread).text
+            assert letters.index("Просим выслать КП") < letters.index("КП во вложении") < letters.index("согласовываем")
             report = wait_for(lambda: "Олег Смирнов" in (r := http.get("/console/reports/calls").text) and r, 60)
             assert "<svg" in report
+            # the Excel base replicated to the Bitrix24 sandbox takes ids there that no demo contact claims
+            assert "same bitrix24 contact" not in http.get("/console/merges").text
     finally:
         process.send_signal(signal.SIGINT)
         try:

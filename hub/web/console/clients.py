@@ -147,6 +147,8 @@ def card(
         since=since or "",
         until=until or "",
         thread=thread,
+        # a thread is named by its first letter's subject (its key is a Message-ID, which means nothing to people)
+        thread_title=next((str(i["fields"].get("subject") or "") for i in items if thread), "") or thread,
         called=request.query_params.get("called"),
         call_error=request.query_params.get("call_error"),
         now=datetime.now(UTC),

@@ -46,6 +46,33 @@ def when(value: Any, fmt: str = "%d.%m.%Y %H:%M", tz: Any = UTC) -> str:
     return str(value)
 
 
+def phone(value: Any) -> str:
+    """A stored (E.164) number as people read it: +79161234567 → +7 916 123-45-67."""
+    import phonenumbers
+
+    text = "" if value is None or isinstance(value, Undefined) else str(value)
+    try:
+        parsed = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        return text
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
+def health_text(value: Any) -> str:
+    """A plugin's health detail as a person reads it (``requests 94, status ok``), not as a Python dict."""
+    if isinstance(value, dict):
+        parts = []
+        for key, inner in value.items():
+            text = health_text(inner)
+            parts.append(f"{key}: {text}" if isinstance(inner, dict) else f"{key} {text}")
+        return "; ".join(parts) if any(isinstance(v, dict) for v in value.values()) else ", ".join(parts)
+    if isinstance(value, list | tuple):
+        return ", ".join(health_text(v) for v in value) or "—"
+    if isinstance(value, bool):
+        return "✓" if value else "✗"
+    return "—" if value is None else str(value)
+
+
 def duration(seconds: Any) -> str:
     if isinstance(seconds, Undefined):
         return ""
@@ -176,7 +203,15 @@ def _num(value: float) -> str:
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
 
 
-env.filters.update(when=when_in_zone, duration=duration, money=money, provenance=provenance, external_url=external_url)
+env.filters.update(
+    when=when_in_zone,
+    phone=phone,
+    health=health_text,
+    duration=duration,
+    money=money,
+    provenance=provenance,
+    external_url=external_url,
+)
 env.globals.update(bar_chart=bar_chart, report_chart=report_chart)
 
 

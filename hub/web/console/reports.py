@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -23,9 +21,10 @@ def reports_index(request: Request, viewer: Viewer = Depends(admin)) -> Response
     return page(request, "reports.html", viewer, titles=reports.TITLES)
 
 
-def _options(since: str | None, until: str | None, days_text: str, system: str) -> reports.Options:
+def _options(request: Request, since: str | None, until: str | None, days_text: str, system: str) -> reports.Options:
     days = int(days_text) if days_text.strip().isdigit() and int(days_text) > 0 else 30
-    return reports.Options(reports.Period.parse(since, until), days=days, system=system or None)
+    zone = hub_of(request).settings.console.zone()
+    return reports.Options(reports.Period.parse(since, until, zone=zone), days=days, system=system or None)
 
 
 @router.get("/reports/{name}.xlsx")
@@ -41,7 +40,7 @@ async def report_xlsx(
     if name not in reports.REPORTS:
         return Response("unknown report", status_code=404, media_type="text/plain")
     try:
-        opts = _options(since, until, days_text, system)
+        opts = _options(request, since, until, days_text, system)
     except BadInput as exc:
         return Response(str(exc), status_code=422, media_type="text/plain")
     hub = hub_of(request)
@@ -51,7 +50,7 @@ async def report_xlsx(
         return reports.to_xlsx(reports.build(hub, name, opts), gettext)
 
     body = await run_in_threadpool(export)
-    filename = f"{name}-{opts.period.start.date()}.xlsx"
+    filename = f"{name}-{opts.period.first_day()}.xlsx"
     return Response(
         body,
         media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
@@ -72,7 +71,7 @@ async def report_page(
     if name not in reports.REPORTS:
         return page(request, "error.html", viewer, status_code=404, message="Not found.")
     try:
-        opts = _options(since, until, days_text, system)
+        opts = _options(request, since, until, days_text, system)
     except BadInput as exc:
         return page(request, "error.html", viewer, status_code=422, message=str(exc))
     report = await run_in_threadpool(reports.build, hub_of(request), name, opts)
@@ -81,8 +80,8 @@ async def report_page(
         "report.html",
         viewer,
         report=report,
-        since=opts.period.start.date().isoformat(),
-        until=(opts.period.end - timedelta(days=1)).date().isoformat(),
+        since=opts.period.first_day().isoformat(),
+        until=opts.period.last_day().isoformat(),
         days=opts.days,
         system=system,
         titles=reports.TITLES,

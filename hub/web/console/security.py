@@ -14,12 +14,10 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from hub.core.errors import ConfigError
 from hub.core.hub import Hub
 from hub.core.logging import register_secrets
 from hub.core.settings import ConsoleSettings
@@ -102,12 +100,7 @@ class Guard:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.settings: ConsoleSettings = hub.settings.console
-        try:
-            self.zone: tzinfo = ZoneInfo(self.settings.timezone)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ConfigError(
-                f"HUB_CONSOLE__TIMEZONE: unknown time zone {self.settings.timezone!r}; use a name like Europe/Moscow"
-            ) from exc
+        self.zone: tzinfo = self.settings.zone()  # checked when the settings were read
         self.users = Users(hub.store, session_ttl=timedelta(hours=self.settings.session_hours))
         self.throttle = LoginThrottle(self.settings.login_attempts, self.settings.login_window_s)
         self._signer: URLSafeTimedSerializer | None = None

@@ -236,6 +236,25 @@ def test_initials_typos_capitals_and_word_order_never_split_a_person(embedded, m
     assert people[0].phones == ["+79161234567"] and people[0].emails == ["emelyanova@mail.ru"]
 
 
+def test_two_rows_with_different_typos_stay_one_person_when_a_third_spells_the_name_right(
+    embedded, monkeypatch, tmp_path: Path
+) -> None:
+    # found at 100,000 rows: each typo is one edit from the right spelling, but two edits from the other typo;
+    # both orders of the rows must give one person holding both phones, and no client left without contacts
+    env = excel_hub(embedded, monkeypatch)
+    rows = [
+        ["ГЕАСИМОВ КОНСТАНТИН ГЕОРГИЕВИЧ", "8\xa0917\xa0441\xa034\xa050 / 8-812-587-38-99", "ivanov@", "", ""],
+        ["Герасимов Константин Георгиевич", "8-917-441-34-50, 8 (812) 587-38-99\xa0", "", "", ""],
+        ["Герасиомв Константин Георгиевич", "+7(917)4413450", "", "", ""],
+        ["Герасимоов Константин Георгиевич", "79174413450", "", "", ""],
+    ]
+    imported(env, write_xlsx(tmp_path / "a.xlsx", [HEADER, *rows]))
+    imported(env, write_xlsx(tmp_path / "b.xlsx", [HEADER, rows[0], rows[2], rows[3], rows[1]]))
+    (person,) = [c for c in env.hub.iter_clients() if c.kind == "person"]
+    assert sorted(person.phones) == ["+78125873899", "+79174413450"]
+    assert person.name == "Герасимов Константин Георгиевич"
+
+
 def test_a_later_list_in_initials_joins_the_person_and_keeps_the_full_name(
     embedded, monkeypatch, tmp_path: Path
 ) -> None:

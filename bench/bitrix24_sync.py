@@ -35,7 +35,7 @@ from hub.testing import serve_asgi
 from hub.web.app import create_app as hub_app
 from plugins.bitrix24 import plugin
 from plugins.bitrix24.connection import portals
-from plugins.bitrix24.inbound import Inbound
+from plugins.bitrix24.reconcile import PortalReconciler
 from plugins.bitrix24.sandbox import create_app as sandbox_app
 from plugins.bitrix24.sink import Writer
 
@@ -114,11 +114,11 @@ def p4(tmp: Path, url: str, sb: Any, n: int, sink_path: bool) -> None:
     before_limit = sb.stats["limit_exceeded"]
     before = portal.client.requests
     started = time.perf_counter()
-    summary = Inbound(portal).backfill(entities=("contact",))
+    summary = PortalReconciler(portal).backfill_since(entities=("contact",))
     wall = time.perf_counter() - started
     requests = portal.client.requests - before
     minimum = math.ceil(n / READ_PAGE)
-    print(f" sandbox → hub (backfill --only contact): {summary.counts['contact created']} clients created")
+    print(f" sandbox → hub (backfill --only contact): {summary.outcomes[0].stored} clients created")
     print(f"  requests: {requests} vs minimum {minimum} (2,500 rows a request) → ratio {requests / minimum:.3f}")
     print(f"  QUERY_LIMIT_EXCEEDED: {sb.stats['limit_exceeded'] - before_limit}")
     print(wall_line(wall, requests) + f"; storing in the hub (ingest_many): {wall - read_wall:.2f} s beyond the reads")
@@ -191,7 +191,7 @@ def p5(tmp: Path, url: str, sb: Any, changes: int, pace: float) -> None:
     recorder = TimingSink()
     hub = make_hub(tmp, "p5", ("recorder", Recorder(recorder)))
     portal = portals(hub).get()
-    Inbound(portal).backfill(entities=("contact",))
+    PortalReconciler(portal).backfill_since(entities=("contact",))
     hub.start("all")
     with serve_asgi(hub_app(hub)) as hub_url:
         for event in ("ONCRMCONTACTUPDATE",):

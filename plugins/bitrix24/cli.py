@@ -11,8 +11,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from hub import ProgressReporter
 from plugins.bitrix24.connection import portals
-from plugins.bitrix24.inbound import RECONCILED, Inbound
+from plugins.bitrix24.inbound import RECONCILED
+from plugins.bitrix24.reconcile import PortalReconciler
 from plugins.bitrix24.sink import Writer
 
 PUSH_PAGE = 50
@@ -113,21 +115,22 @@ def bind(portal_key: str | None, url: str) -> None:
     help="Limit to these entities (repeatable); all by default.",
 )
 def backfill(portal_key: str | None, since: datetime | None, only: tuple[str, ...]) -> None:
-    """Import contacts, companies, deals, activities and timeline comments (2,500 rows a request)."""
+    """Import companies, contacts, deals, activities and timeline comments (2,500 rows a request).
+
+    One line per entity: rows read, changed, unchanged, refused. An entity that fails does not stop the others;
+    the command then exits non-zero naming it.
+    """
     portal = portals(_hub()).get(portal_key)
-    console = Console(stderr=True)
-    with _progress(console) as progress:
-        tasks: dict[str, Any] = {}
-
-        def advance(entity: str, n: int) -> None:
-            if entity not in tasks:
-                tasks[entity] = progress.add_task(entity, total=None)
-            progress.advance(tasks[entity], n)
-
-        summary = Inbound(portal).backfill(since=since, entities=only or RECONCILED, progress=advance)
-    Console().print(_summary_table(f"Bitrix24 backfill of {portal.key}", summary.as_dict()))
-    for problem in summary.problems[:10]:
-        console.print(f"[yellow]rejected:[/yellow] {problem}")
+    reconciler = PortalReconciler(portal)
+    with ProgressReporter() as progress:
+        summary = reconciler.backfill_since(since, progress=progress, entities=only or RECONCILED)
+    for line in summary.lines():
+        click.echo(line)
+    click.echo(f"API requests: {reconciler.requests}")
+    if not summary.ok:
+        raise click.ClickException(
+            f"the backfill of {', '.join(summary.failed)} failed (see above); run it again with --only to retry"
+        )
 
 
 @bitrix24.command("push")

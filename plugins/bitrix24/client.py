@@ -488,22 +488,26 @@ class Bitrix24Client:
         keyset: bool = True,
         id_field: str = "ID",
         pages_per_request: int = MAX_BATCH,
+        on_total: Callable[[int], None] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Yield every row of a list method, up to 50 pages (2,500 rows) a request.
 
         With ``keyset`` (for methods that filter and sort by ``ID``: crm.*.list) rows come in ID order: each page
         asks for ``>ID`` the last ID of the page before it (a ``$result`` reference inside the batch) with
         ``start=-1``, so Bitrix24 never counts the table again; only the very first page counts, which tells when to
-        stop. Otherwise pages are fetched by offset (``start=0, 50, ...``).
+        stop. Otherwise pages are fetched by offset (``start=0, 50, ...``). ``on_total`` is told the ``total`` the
+        first page gives (what a progress bar shows).
         """
         base = dict(params or {})
         pages = max(1, min(MAX_BATCH, pages_per_request))
         if keyset:
-            yield from self._list_keyset(method, base, id_field, pages)
+            yield from self._list_keyset(method, base, id_field, pages, on_total)
         else:
-            yield from self._list_offset(method, base, pages)
+            yield from self._list_offset(method, base, pages, on_total)
 
-    def _list_keyset(self, method: str, base: dict[str, Any], id_field: str, pages: int) -> Iterator[dict[str, Any]]:
+    def _list_keyset(
+        self, method: str, base: dict[str, Any], id_field: str, pages: int, on_total: Callable[[int], None] | None
+    ) -> Iterator[dict[str, Any]]:
         filter_ = dict(base.pop("filter", None) or {})
         after = int(filter_.pop(f">{id_field}", 0) or 0)
         if base.get("select") and id_field not in base["select"] and "*" not in base["select"]:
@@ -520,6 +524,8 @@ class Bitrix24Client:
             answer = self.batch_raw(commands)
             if total is None:
                 total = answer.totals.get("p0")
+                if total is not None and on_total is not None:
+                    on_total(total)
             for i in range(pages):
                 key = f"p{i}"
                 if key in answer.errors:
@@ -532,7 +538,9 @@ class Bitrix24Client:
                 if len(rows) < PAGE_SIZE or (total is not None and seen >= total):
                     return
 
-    def _list_offset(self, method: str, base: dict[str, Any], pages: int) -> Iterator[dict[str, Any]]:
+    def _list_offset(
+        self, method: str, base: dict[str, Any], pages: int, on_total: Callable[[int], None] | None
+    ) -> Iterator[dict[str, Any]]:
         offset = int(base.pop("start", 0) or 0)
         total: int | None = None
         while True:
@@ -542,6 +550,8 @@ class Bitrix24Client:
             answer = self.batch_raw(commands)
             if total is None:
                 total = answer.totals.get("p0")
+                if total is not None and on_total is not None:
+                    on_total(total)
             for i in range(len(commands)):
                 key = f"p{i}"
                 if key in answer.errors:

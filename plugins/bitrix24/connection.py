@@ -11,6 +11,7 @@ import httpx
 import structlog
 
 from hub.core.accounts import Account, Accounts
+from hub.core.echo import EchoLedger
 from hub.core.errors import ConfigError, ExternalAPIError, FatalDelivery
 from hub.core.ratelimit import RateSpec
 from plugins.bitrix24.client import Bitrix24Client, OAuthSession, OAuthTokens, mask_webhook
@@ -121,6 +122,7 @@ class Portal(Account):
         self.reconnect_required: str | None = None
         self.auth_problem: str | None = None
         self._claimed: set[str] = set()
+        self.echoes = EchoLedger(hub.state, self.system, self.key)  # what the sink wrote, for read-backs
         self.tokens: StoredTokens | None = None
         if settings.uses_oauth:
             self.tokens = StoredTokens(self)

@@ -9,7 +9,17 @@ from typing import Any
 
 from hub.core.errors import BadInput
 from hub.core.events import ItemView
-from plugins.bitrix24.mapping import ORIGINATOR_ID, _same_text, _when, comment_fields, deal_fields
+from plugins.bitrix24.mapping import (
+    ORIGINATOR_ID,
+    _custom_fields,
+    _same_text,
+    _when,
+    comment_fields,
+    deal_fields,
+    multifield_values,
+    normal_emails,
+    normal_phones,
+)
 
 CALL_TIME_TOLERANCE_S = 2.0
 
@@ -20,6 +30,22 @@ def hub_origin(record: Mapping[str, Any]) -> int | None:
     if str(record.get("ORIGINATOR_ID") or "") == ORIGINATOR_ID and origin.isdigit():
         return int(origin)
     return None
+
+
+TEXT_FIELDS = {"contact": ("NAME", "LAST_NAME", "SECOND_NAME", "POST"), "company": ("TITLE",)}
+
+
+def record_values(entity: str, record: Mapping[str, Any], region: str) -> dict[str, Any]:
+    """What the echo ledger compares of a contact or company: every field the mapping reads (names, normalised
+    phones and emails, the company link, ``UF_*``), taken from the ``fields`` the sink sent or the record read back,
+    so a change a person makes to any of them is never taken for the hub's own write."""
+    values: dict[str, Any] = {k: record.get(k) for k in TEXT_FIELDS[entity]}
+    values["phones"] = normal_phones(multifield_values(record.get("PHONE")), region)
+    values["emails"] = normal_emails(multifield_values(record.get("EMAIL")))
+    company = str(record.get("COMPANY_ID") or "")
+    values["company"] = company if company not in ("", "0") else None
+    values["custom"] = {k: v for k, v in _custom_fields(record).items() if v not in (None, "")}
+    return values
 
 
 def deal_matches(item: ItemView, deal: Mapping[str, Any], stage_map: Mapping[str, str]) -> bool:

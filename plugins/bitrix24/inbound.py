@@ -1,12 +1,9 @@
-"""Bitrix24 → hub: entities read after their events, periodic reconciliation by DATE_MODIFY cursors, and the bulk
-backfill (2,500 rows a request). Records that only reflect what the hub wrote (echoes) change nothing."""
+"""Bitrix24 → hub: entities read after their events and applied one by one; records that only reflect what the hub
+wrote (echoes) change nothing. Bulk reads (backfill, reconciliation) are in ``plugins.bitrix24.reconcile``."""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import structlog
@@ -16,10 +13,9 @@ from hub.core.errors import BadInput, FatalDelivery, NotFound
 from hub.core.events import ClientKey, ClientObservation, ClientView, ItemView, RefObservation, SourceRef
 from plugins.bitrix24.client import MAX_BATCH, page_rows
 from plugins.bitrix24.connection import Portal
-from plugins.bitrix24.echo import call_matches, comment_matches, deal_matches, hub_origin, unlinked
+from plugins.bitrix24.echo import call_matches, comment_matches, deal_matches, hub_origin, record_values, unlinked
 from plugins.bitrix24.mapping import (
     _same_text,
-    _when,
     activity_observation,
     client_echoes,
     comment_observation,
@@ -42,26 +38,7 @@ READ: dict[str, tuple[str, list[str], str]] = {
 }
 RECONCILED = ("company", "contact", "deal", "activity", "timeline_comment")
 COMMENT_OWNERS = ("company", "contact")  # the elements whose timeline comments the hub reads
-BULK = 2500  # rows stored per ingest_many: what one list request brings
 TIMELINE_WINDOW = 200
-
-
-@dataclass
-class Summary:
-    """What a backfill or a reconciliation did, counted per entity and outcome."""
-
-    counts: Counter[str] = field(default_factory=Counter)
-    requests: int = 0
-    problems: list[str] = field(default_factory=list)
-
-    def add(self, entity: str, outcome: str, n: int = 1) -> None:
-        self.counts[f"{entity} {outcome}"] += n
-
-    def total(self, outcome: str) -> int:
-        return sum(n for key, n in self.counts.items() if key.endswith(f" {outcome}"))
-
-    def as_dict(self) -> dict[str, int]:
-        return {**dict(sorted(self.counts.items())), "API requests": self.requests}
 
 
 def _outcome(applied: Any) -> str:
@@ -88,10 +65,6 @@ def _aligned(obs: ClientObservation, view: ClientView) -> ClientObservation:
     ):
         return obs.model_copy(update={"first_name": None, "name": view.name})
     return obs
-
-
-def _iso_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class Inbound:
@@ -153,6 +126,8 @@ class Inbound:
 
     # --- one entity at a time -----------------------------------------------------------------------------
     def apply_client(self, entity: str, record: dict[str, Any]) -> str:
+        if self.portal.echoes.is_echo(entity, str(record.get("ID")), record_values(entity, record, self.region)):
+            return "echo"  # exactly what the sink last wrote there: no lookup, nothing ingested
         build = company_observation if entity == "company" else contact_observation
         obs = build(record, self.key, region=self.region)
         view = self._client_by_ref(obs.source)
@@ -277,92 +252,8 @@ class Inbound:
             return "rejected"
         return _outcome(applied)
 
-    # --- reconciliation -----------------------------------------------------------------------------------
-    def poll(self) -> None:
-        """The Poller's tick: reconcile and log what was found."""
-        summary = self.reconcile()
-        counts = {k.replace(" ", "_"): v for k, v in summary.as_dict().items()}
-        log.info("bitrix24.reconciled", portal=self.key, **counts)
-
-    def reconcile(self) -> Summary:
-        """Read what changed since each entity's cursor (minus an overlap), apply it, then move the cursor.
-
-        Bitrix24 never re-sends a lost event, so this is what finds it. A cursor moves only after what it covers is
-        stored: a crash re-reads, it never skips."""
-        summary = Summary()
-        before = self.client.requests
-        overlap = timedelta(seconds=self.portal.settings.reconcile_overlap)
-        owners: list[tuple[str, str]] = []
-        for entity in RECONCILED:
-            name = f"cursor:{entity}"
-            stored = self.hub.state.get(self.portal.scope, name)
-            cursor = _when(stored) if stored else None
-            if cursor is None:
-                # First run: history is the backfill's job; from now on nothing is missed.
-                self.hub.state.put(self.portal.scope, name, _iso_now())
-                continue
-            if entity == "timeline_comment":
-                # Listed per element only: the comments of the contacts and companies that changed.
-                for record in self.comments_of(owners):
-                    summary.add(entity, self.apply(entity, record))
-                continue
-            method, select, stamp = READ[entity]
-            params: dict[str, Any] = {"filter": {f">={stamp}": (cursor - overlap).isoformat(timespec="seconds")}}
-            if select:
-                params["select"] = select
-            newest = cursor
-            for record in self.client.list_all(f"{method}.list", params):
-                moment = _when(record.get(stamp))
-                if moment is not None and moment > newest:
-                    newest = moment
-                if entity in COMMENT_OWNERS:
-                    owners.append((entity, str(record["ID"])))
-                summary.add(entity, self.apply(entity, record))
-            if newest != cursor:
-                self.hub.state.put(self.portal.scope, name, newest.isoformat(timespec="seconds"))
-        summary.requests = self.client.requests - before
-        return summary
-
-    # --- backfill -------------------------------------------------------------------------------------------
-    def backfill(
-        self,
-        *,
-        since: datetime | None = None,
-        entities: Iterable[str] = RECONCILED,
-        progress: Callable[[str, int], None] | None = None,
-    ) -> Summary:
-        """Import everything (or everything changed since ``since``): 2,500 rows a request, ``ingest_many``."""
-        summary = Summary()
-        before = self.client.requests
-        started = _iso_now()
-        wanted = [e for e in RECONCILED if e in set(entities)]
-        owners: list[tuple[str, str]] | None = [] if all(e in wanted for e in COMMENT_OWNERS) else None
-        for entity in wanted:
-            method, select, stamp = READ[entity]
-            params: dict[str, Any] = {"select": select} if select else {}
-            if since is not None:
-                moment = since if since.tzinfo else since.replace(tzinfo=UTC)
-                params["filter"] = {f">={stamp}": moment.isoformat(timespec="seconds")}
-            if entity == "timeline_comment":
-                records = self.comments_of(owners if owners is not None else self._owner_ids())
-            else:
-                records = self.client.list_all(f"{method}.list", params)
-            chunk: list[dict[str, Any]] = []
-            for record in records:
-                if owners is not None and entity in COMMENT_OWNERS:
-                    owners.append((entity, str(record["ID"])))
-                chunk.append(record)
-                if len(chunk) >= BULK:
-                    self._backfill_chunk(entity, chunk, summary, progress)
-                    chunk = []
-            if chunk:
-                self._backfill_chunk(entity, chunk, summary, progress)
-            if self.hub.state.get(self.portal.scope, f"cursor:{entity}") is None:
-                self.hub.state.put(self.portal.scope, f"cursor:{entity}", started)
-        summary.requests = self.client.requests - before
-        return summary
-
-    def _owner_ids(self) -> list[tuple[str, str]]:
+    # --- lists (the reconciler reads through these) -------------------------------------------------------
+    def owner_ids(self) -> list[tuple[str, str]]:
         """Every contact and company of the portal, by id only (2,500 a request)."""
         return [
             (entity, str(row["ID"]))
@@ -394,38 +285,7 @@ class Inbound:
                     params = {"filter": {"ENTITY_ID": oid, "ENTITY_TYPE": kind}, "start": answer.nexts[key]}
                     yield from self.client.list_all("crm.timeline.comment.list", params, keyset=False)
 
-    def _backfill_chunk(
-        self,
-        entity: str,
-        records: list[dict[str, Any]],
-        summary: Summary,
-        progress: Callable[[str, int], None] | None,
-    ) -> None:
-        observations: list[Any] = []
-        for record in records:
-            if hub_origin(record) is not None:
-                summary.add(entity, self.apply(entity, record))  # written by the hub: the echo-aware path
-                continue
-            try:
-                obs = self._bulk_observation(entity, record)
-            except (BadInput, ValidationError, KeyError) as exc:
-                summary.add(entity, "rejected")
-                summary.problems.append(f"{entity} {record.get('ID')}: {exc}")
-                continue
-            if obs is None:
-                summary.add(entity, "skipped")
-            else:
-                observations.append(obs)
-        for obs, result in zip(observations, self.hub.ingest_many(observations, strict=False), strict=True):
-            if isinstance(result, BadInput):
-                summary.add(entity, "rejected")
-                summary.problems.append(f"{obs.source}: {result}")
-            else:
-                summary.add(entity, _outcome(result))
-        if progress is not None:
-            progress(entity, len(records))
-
-    def _bulk_observation(self, entity: str, record: dict[str, Any]) -> Any:
+    def bulk_observation(self, entity: str, record: dict[str, Any]) -> Any:
         if entity == "contact":
             return contact_observation(record, self.key, region=self.region)
         if entity == "company":

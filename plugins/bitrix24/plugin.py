@@ -13,6 +13,7 @@ from plugins.bitrix24.cli import bitrix24
 from plugins.bitrix24.connection import forget, portals
 from plugins.bitrix24.inbound import Inbound
 from plugins.bitrix24.offline import OfflineEvents
+from plugins.bitrix24.reconcile import PortalReconciler
 from plugins.bitrix24.sandbox import create_app
 from plugins.bitrix24.settings import Bitrix24Section
 from plugins.bitrix24.sink import Bitrix24Sink
@@ -58,7 +59,7 @@ def hub_register_inbox_handlers(hub: Any, register: Any) -> None:
 @hookimpl
 def hub_register_listeners(hub: Any, register: Any) -> None:
     for portal in portals(hub):
-        register(Poller(f"bitrix24:{portal.key}", Inbound(portal).poll, portal.settings.reconcile_interval))
+        register(Poller(f"bitrix24:{portal.key}", PortalReconciler(portal).tick, portal.settings.reconcile_interval))
         if portal.settings.events == "offline":
             offline = OfflineEvents(portal)
             register(Poller(f"bitrix24-offline:{portal.key}", offline.tick, portal.settings.offline_interval))

@@ -10,18 +10,19 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 
+from hub.core.echo import Written
 from hub.core.errors import BadInput, ExternalAPIError, FatalDelivery, NotFound
 from hub.core.events import ClientView, Event, ItemView, RefObservation
 from hub.core.sinks import Sink
 from plugins.bitrix24.client import MAX_BATCH, PAGE_SIZE, Bitrix24Error
 from plugins.bitrix24.connection import Portal
-from plugins.bitrix24.echo import call_matches, comment_matches, hub_origin
+from plugins.bitrix24.echo import call_matches, comment_matches, hub_origin, record_values
 from plugins.bitrix24.mapping import (
     OWNER_TYPE_IDS,
     activity_fields,
@@ -186,18 +187,23 @@ class Writer:
             to_get, to_search = next_get, next_search
         self._report(found_refs)  # before writing: the write's own event must find the link
         commands: list[dict[str, Command]] = []
+        sent: dict[str, Written] = {}
         for view in views:
             entity = entity_of(view)
             build = company_fields if entity == "company" else contact_fields
             if view.id in located:
                 fields = build(view, current[view.id], region=self.region)
                 if fields:
-                    commands.append(
-                        {f"u{view.id}": (f"{METHOD[entity]}.update", {"id": located[view.id][1], "fields": fields})}
-                    )
+                    # Not in the ledger: the record may hold what the hub lacks, which its read-back must bring.
+                    at = located[view.id]
+                    commands.append({f"u{view.id}": (f"{METHOD[entity]}.update", {"id": at[1], "fields": fields})})
             else:
-                commands.append({f"a{view.id}": (f"{METHOD[entity]}.add", {"fields": build(view, region=self.region)})})
+                fields = build(view, region=self.region)
+                commands.append({f"a{view.id}": (f"{METHOD[entity]}.add", {"fields": fields})})
+                sent[f"a{view.id}"] = Written(entity, "", record_values(entity, fields, self.region))
         results, errors = self._run(commands) if commands else ({}, {})
+        # Remember what was written before anything else: the portal's event for it may already be on its way.
+        self.portal.echoes.wrote(replace(w, id=str(results[k])) for k, w in sent.items() if results.get(k))
         made: list[RefObservation] = []
         for view in views:
             new_id = results.get(f"a{view.id}")

@@ -177,8 +177,9 @@ def webhook_route(hub: Any, portals: Any) -> WebhookRoute:
         stored = hub.inbox.put(INBOX_KIND, payload, dedup_key=key)
         return JSONResponse({"received": event.event, "stored": int(stored)})
 
-    def unauthorized(domain: str | None, event_name: str | None) -> JSONResponse:
-        log.warning("bitrix24.event_unauthorized", event_name=event_name, domain=domain)
+    def unauthorized(domain: str | None, event_name: str | None, reason: str) -> JSONResponse:
+        # The token itself is never logged: only that it matched no portal, and where the event said it came from.
+        log.warning("bitrix24.event_unauthorized", event_name=event_name, domain=domain, reason=reason)
         detail = "auth[application_token] does not match any connected portal"
         return JSONResponse({"error": "unauthorized", "detail": detail}, status_code=401)
 
@@ -186,15 +187,16 @@ def webhook_route(hub: Any, portals: Any) -> WebhookRoute:
         body = await request.body()
         # A form body names its token: refuse a stranger before spending anything on decoding the rest.
         if not body.lstrip().startswith(b"{") and portals.for_token(token_of(body)) is None:
-            return unauthorized(None, None)
+            reason = "auth[application_token] missing" if not token_of(body) else "unknown application token"
+            return unauthorized(None, None, reason)
         try:
             event = await formcodec.parse_off_loop(parse_event, body)
         except BadInput as exc:
-            log.warning("bitrix24.event_rejected", problem=str(exc))
+            log.warning("bitrix24.event_rejected", reason="malformed event body", problem=str(exc))
             return JSONResponse({"error": "bad_input", "detail": str(exc)}, status_code=400)
         portal = portals.for_token(event.application_token)
         if portal is None:
-            return unauthorized(event.domain or None, event.event)
+            return unauthorized(event.domain or None, event.event, "unknown application token")
         if event.entity_type not in READABLE or event.action not in ("add", "update"):
             # Answered 200 all the same: Bitrix24 would otherwise count the handler as failing.
             log.info(
@@ -202,7 +204,7 @@ def webhook_route(hub: Any, portals: Any) -> WebhookRoute:
                 portal=portal.key,
                 event_name=event.event,
                 id=event.entity_id,
-                detail="deleted upstream" if event.action == "delete" else "not an event the hub reads",
+                reason="deleted upstream" if event.action == "delete" else "not an event the hub reads",
             )
             return JSONResponse({"received": event.event, "stored": 0, "ignored": True})
         answer: JSONResponse = await run_in_threadpool(store, portal, event)

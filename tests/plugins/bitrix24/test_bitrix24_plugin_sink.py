@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from bitrix24_testing import Wired
 from sqlalchemy import func, select
 
@@ -191,3 +192,28 @@ def test_a_deal_from_amocrm_becomes_a_deal_with_the_mapped_stage(wired: Wired) -
         assert sorted(e.type for e in other.received) == ["client.changed", "deal.changed", "deal.changed"]
         [item] = hub.timeline(deal.client_id, kinds=["deal"])
         assert item.fields["stage"] == "Счёт"
+
+
+def test_the_read_back_of_the_hub_s_own_write_is_known_from_the_ledger_without_a_lookup(
+    wired: Wired, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plugins.bitrix24.connection import portals
+    from plugins.bitrix24.inbound import Inbound
+
+    contacts = wired.portal.sandbox.crm.records["contact"]
+    with running(wired) as (hub, _other):
+        applied = hub.ingest(amo_client(emails=["anna@example.ru"]))
+        contact_id = wait_for(lambda: b24_ref(hub, applied.client_id))
+        settle(wired, hub)
+        inbound = Inbound(portals(hub).get())
+        record = inbound.read("contact", str(contact_id))
+        assert record is not None
+        looked_up: list[Any] = []
+        monkeypatch.setattr(hub, "find_clients", lambda **kw: looked_up.append(kw) or [])
+        assert inbound.apply("contact", record) == "echo" and looked_up == []
+        monkeypatch.undo()
+        # A person adds a phone beside the hub's write: not an echo, and it reaches the hub.
+        contacts[contact_id]["PHONE"].append({"ID": "99", "VALUE": "+79035550199", "VALUE_TYPE": "WORK"})
+        changed = inbound.read("contact", str(contact_id))
+        assert changed is not None and inbound.apply("contact", changed) == "updated"
+        assert "+79035550199" in hub.get_client(applied.client_id).phones

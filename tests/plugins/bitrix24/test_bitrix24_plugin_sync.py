@@ -12,61 +12,70 @@ from click.testing import CliRunner
 from hub.cli import build_cli
 from hub.core.plugins import PluginHost
 from plugins.bitrix24.connection import portals
-from plugins.bitrix24.inbound import Inbound
+from plugins.bitrix24.reconcile import PortalReconciler
 
 
-def cursor(hub: Any, key: str, entity: str) -> Any:
-    return hub.state.get(f"bitrix24:{key}", f"cursor:{entity}")
+def cursor(hub: Any, entity: str) -> Any:
+    return PortalReconciler(portals(hub).get()).cursor(entity)
+
+
+def outcome(summary: Any, entity: str) -> Any:
+    [found] = [o for o in summary.outcomes if o.entity == entity]
+    return found
 
 
 def test_reconciliation_catches_a_change_made_while_the_hub_was_down(wired: Wired) -> None:
     first = wired.hub()
-    Inbound(portals(first).get()).reconcile()  # the first run only sets the cursors
-    start = cursor(first, wired.key, "contact")
+    PortalReconciler(portals(first).get()).poll()  # the first run only sets the cursors
+    start = cursor(first, "contact")
     assert start is not None
     first.store.dispose()  # the hub is down; Bitrix24's event for this change is lost for good
     wired.portal.sandbox.crm.add(
         "contact", {"NAME": "Пётр", "LAST_NAME": "Сидоров", "PHONE": [{"VALUE": "89165550011"}]}
     )
     second = wired.hub()
-    summary = Inbound(portals(second).get()).reconcile()
-    assert summary.counts["contact created"] == 1
+    reconciler = PortalReconciler(portals(second).get())
+    summary = reconciler.poll()
+    assert summary.ok and reconciler.changed("contact") == 1 and outcome(summary, "contact").stored == 1
     [found] = second.find_clients(phone="+79165550011")
     assert found.name == "Сидоров Пётр"
-    assert cursor(second, wired.key, "contact") >= start
-    assert Inbound(portals(second).get()).reconcile().total("created") == 0  # the overlap re-reads, changes nothing
+    assert cursor(second, "contact") >= start
+    again = PortalReconciler(portals(second).get()).poll()
+    assert again.totals()["stored"] == 0 and again.totals()["read"] >= 1  # the overlap re-reads, changes nothing
 
 
 def test_the_cursor_moves_only_after_the_changes_are_stored(
     wired_embedded: Wired, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     hub = wired_embedded.hub()
-    inbound = Inbound(portals(hub).get())
-    inbound.reconcile()
+    reconciler = PortalReconciler(portals(hub).get())
+    reconciler.poll()
     old = "2020-01-01T00:00:00+00:00"
-    hub.state.put(f"bitrix24:{wired_embedded.key}", "cursor:contact", old)
+    hub.state.put(reconciler.cursor_scope, "contact", old)
     wired_embedded.portal.sandbox.crm.seed_contacts(3)
 
     def broken(*_args: Any, **_kwargs: Any) -> Any:
         raise OSError("database is gone")
 
     monkeypatch.setattr(hub, "ingest", broken)
-    with pytest.raises(OSError):
-        inbound.reconcile()
-    assert cursor(hub, wired_embedded.key, "contact") == old
+    failed = reconciler.poll()
+    assert failed.failed == ["contact"] and "database is gone" in (outcome(failed, "contact").error or "")
+    assert failed.exit_code == 1
+    assert cursor(hub, "contact") == old
     monkeypatch.undo()
-    assert inbound.reconcile().counts["contact created"] == 3
-    assert cursor(hub, wired_embedded.key, "contact") > old
+    assert outcome(reconciler.poll(), "contact").stored == 3
+    assert cursor(hub, "contact") > old
 
 
-def run_cli(wired: Wired, *args: str) -> Any:
+def run_cli(wired: Wired, *args: str, expect_ok: bool = True) -> Any:
     import plugins.bitrix24.plugin
 
     for name, value in wired.backend.env().items():
         wired.monkeypatch.setenv(name, value)
     host = PluginHost(autoload=False, extra=[("bitrix24", plugins.bitrix24.plugin)])
     result = CliRunner().invoke(build_cli(host), ["bitrix24", *args], obj=host, catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    if expect_ok:
+        assert result.exit_code == 0, result.output
     return result
 
 
@@ -76,7 +85,7 @@ def test_backfill_of_3000_contacts_takes_one_list_request_per_2500(wired_embedde
     before = sandbox.requests
     result = run_cli(wired_embedded, "backfill", "--only", "contact")
     assert sandbox.requests - before == math.ceil(3000 / 2500)
-    assert "contact created" in result.output and "3000" in result.output
+    assert "contact: read 3000, changed 3000, unchanged 0, refused 0 - ok" in result.output
     hub = wired_embedded.hub()
     [client] = hub.find_clients(phone="+79160003000")
     assert client.name == "Тестовый Контакт 3000" and client.emails == ["contact3000@example.ru"]
@@ -119,3 +128,37 @@ def test_backfill_imports_companies_deals_activities_and_comments(wired: Wired) 
     call = items[("interaction", "call")]
     assert (call.fields["direction"], call.fields["duration_s"]) == ("out", 300.0)
     assert items[("interaction", "note")].fields["body"] == "Просила перезвонить"
+
+
+def test_a_failing_entity_does_not_stop_the_others_and_the_backfill_exits_non_zero_naming_it(
+    wired_embedded: Wired,
+) -> None:
+    sandbox = wired_embedded.portal.sandbox
+    contact = sandbox.crm.add("contact", {"NAME": "Анна", "PHONE": [{"VALUE": "+79161112233"}]}, emit=False)
+    sandbox.crm.add("deal", {"TITLE": "Поставка", "CONTACT_ID": contact}, emit=False)
+    sandbox.crm.add("activity", _call(contact), emit=False)
+    sandbox.block_method("crm.deal.list", 600)  # the portal's operation time limit on deals only
+    result = run_cli(wired_embedded, "backfill", expect_ok=False)
+    assert result.exit_code == 1
+    assert "deal: read 0" in result.output and "OPERATION_TIME_LIMIT" in result.output
+    assert "the backfill of deal failed" in result.output
+    assert "contact: read 1, changed 1" in result.output and "activity: read 1, changed 1" in result.output
+    hub = wired_embedded.hub()
+    [client] = hub.find_clients(phone="+79161112233")
+    kinds = [i.kind for i in hub.timeline(client.id)]
+    assert kinds == ["interaction"]  # the call arrived; the deal waits for the next run
+    reconciler = PortalReconciler(portals(hub).get())
+    assert reconciler.cursor("contact") is not None and reconciler.cursor("deal") is None
+
+
+def _call(contact: int) -> dict[str, Any]:
+    return {
+        "OWNER_TYPE_ID": 3,
+        "OWNER_ID": contact,
+        "TYPE_ID": 2,
+        "DIRECTION": 2,
+        "SUBJECT": "Исходящий звонок",
+        "START_TIME": "2025-03-01T10:00:00+03:00",
+        "END_TIME": "2025-03-01T10:05:00+03:00",
+        "COMMUNICATIONS": [{"VALUE": "+79161112233", "TYPE": "PHONE"}],
+    }

@@ -37,7 +37,7 @@ def test_a_wrong_application_token_is_401_and_stores_nothing(wired_embedded: Wir
     hub = wired_embedded.hub()
     hub.prepare()
     body = fixture_text("event_ONCRMCONTACTADD_raw_body.txt")  # signed with another portal's token
-    with TestClient(create_app(hub), base_url="http://127.0.0.1") as http:
+    with structlog.testing.capture_logs() as logs, TestClient(create_app(hub), base_url="http://127.0.0.1") as http:
         answer = http.post(ROUTE, content=body, headers=FORM)
         assert answer.status_code == 401 and answer.json()["error"] == "unauthorized"
         assert RAW_TOKEN not in answer.text and wired_embedded.portal.sandbox.application_token not in answer.text
@@ -47,6 +47,13 @@ def test_a_wrong_application_token_is_401_and_stores_nothing(wired_embedded: Wir
         garbage = http.post(ROUTE, content=f"event=&data=1&auth[application_token]={token}", headers=FORM)
         assert garbage.status_code == 400 and garbage.json()["error"] == "bad_input"
     assert count(hub, s.inbox) == 0 and count(hub, s.clients) == 0
+    reasons = [(e["event"], e.get("reason")) for e in logs if e["event"].startswith("bitrix24.event_")]
+    assert reasons == [
+        ("bitrix24.event_unauthorized", "unknown application token"),
+        ("bitrix24.event_unauthorized", "auth[application_token] missing"),
+        ("bitrix24.event_rejected", "malformed event body"),
+    ]
+    assert RAW_TOKEN not in repr(logs) and wired_embedded.portal.sandbox.application_token not in repr(logs)
 
 
 @pytest.mark.parametrize(

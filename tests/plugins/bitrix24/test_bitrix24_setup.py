@@ -11,7 +11,6 @@ from click.testing import CliRunner
 
 from hub.cli import build_cli
 from hub.core.plugins import PluginHost
-from plugins.bitrix24.inbound import Inbound
 from plugins.bitrix24.sandbox import create_app
 
 
@@ -75,6 +74,8 @@ def test_backfill_reads_comments_per_contact_and_company(wired_embedded: Wired) 
         crm.add("comment", {"ENTITY_TYPE": "company", "ENTITY_ID": company, "COMMENT": f"Заметка {n}"}, emit=False)
     hub = wired_embedded.hub()
     from plugins.bitrix24.connection import portals
+    from plugins.bitrix24.reconcile import PortalReconciler
 
-    summary = Inbound(portals(hub).get()).backfill()
-    assert summary.counts["timeline_comment created"] == 61, summary.as_dict()
+    summary = PortalReconciler(portals(hub).get()).backfill_since()
+    [comments] = [o for o in summary.outcomes if o.entity == "timeline_comment"]
+    assert (comments.read, comments.stored, comments.ok) == (61, 61, True), summary.lines()

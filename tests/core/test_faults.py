@@ -141,7 +141,7 @@ def check_everything_once(hub: Any, effects_path: Path, total: int, timeout: flo
 
 
 def test_kill_9_of_a_random_worker_20_times_during_20000_observations_loses_and_doubles_nothing(production, tmp_path):
-    total, kills = int(os.environ.get("HUB_TEST_FAULT_OBSERVATIONS", "6000")), 20
+    total, kills = int(os.environ.get("HUB_TEST_FAULT_OBSERVATIONS", "4000")), 20
     hub = production.hub(partitions=8)
     hub.prepare()
     workers = Workers(production, tmp_path, 2)

@@ -90,6 +90,9 @@ _REFS_BY_EXT_ID = select(s.refs.c.ext_id, s.refs.c.target, s.refs.c.target_id).w
     s.refs.c.entity == bindparam("entity"),
     s.refs.c.ext_id.in_(bindparam("ext_ids", expanding=True)),
 )
+_MERGED_INTO_MANY = select(s.clients.c.id, s.clients.c.merged_into).where(
+    s.clients.c.id.in_(bindparam("ids", expanding=True))
+)
 # the array is taken in its order, which the caller sorted
 _LOCK_KEYS = text(
     "SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) WITH ORDINALITY AS t(k, n)"
@@ -308,7 +311,10 @@ class Ingest:
             if isinstance(obs, ClientObservation):
                 wanted = points.setdefault(obs.client_kind, set())
                 wanted.update(self._quiet_points(obs.phones, obs.emails, obs.identity))
+                if obs.client_kind == "company" and obs.name and (name_key := company_name_key(obs.name)):
+                    wanted.add((COMPANY_NAME, name_key))
         self._prefetch_refs(refs - self._refs.keys())
+        self._prefetch_live({found[1] for found in self._refs.values() if found is not None and found[0] == "client"})
         for client_kind, pairs in points.items():
             missing = sorted((k, v) for k, v in pairs if (k, v, client_kind) not in self._point_cache)
             for chunk in _chunks(missing):
@@ -349,6 +355,14 @@ class Ingest:
                 found = {r.ext_id: (r.target, r.target_id) for r in self.conn.execute(_REFS_BY_EXT_ID, params)}
                 for ext_id in chunk:
                     self._refs[(system, account, entity, ext_id)] = found.get(ext_id)
+
+    def _prefetch_live(self, ids: set[int]) -> None:
+        """Which of these clients stand for themselves (not merged away): one query. A merged one is left to
+        ``_live_id``, which follows its chain."""
+        for chunk in _chunks(sorted(ids - self._live.keys())):
+            for row in self.conn.execute(_MERGED_INTO_MANY, {"ids": chunk}):
+                if row.merged_into is None:
+                    self._live[row.id] = row.id
 
     # --- cached lookups (one observation asks the same questions several times) ---------------------------
     def _find_ref(self, ref: SourceRef) -> tuple[str, int] | None:

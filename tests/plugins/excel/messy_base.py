@@ -567,6 +567,7 @@ def pairwise(truth: Sequence[Any], found: Sequence[Any]) -> tuple[float, float]:
 
 def score(base: MessyBase, hub: Any) -> Score:
     """What the hub holds against the truth of ``base``."""
+    person_rows = base.person_rows  # a list built on each access: once here
     with hub.store.read() as conn:
         clients = {
             r.id: (r.kind, r.name, r.company_id)
@@ -593,7 +594,7 @@ def score(base: MessyBase, hub: Any) -> Score:
     holders_of: dict[int, set[int]] = defaultdict(set)  # true person -> hub people holding its contacts
     truths_of: dict[int, set[int]] = defaultdict(set)  # hub person -> true people whose contacts it holds
     row_client: list[int | None] = []
-    for row in base.person_rows:
+    for row in person_rows:
         assert row.person is not None
         held = [cid for point in row.contacts for cid in owners.get(point, []) if cid in persons]
         row_client.append(held[0] if held else None)
@@ -602,12 +603,12 @@ def score(base: MessyBase, hub: Any) -> Score:
         for cid in held:
             holders_of[row.person].add(cid)
             truths_of[cid].add(row.person)
-    seen_persons = {r.person for r in base.person_rows}
-    person_p, person_r = pairwise([r.person for r in base.person_rows], row_client)
+    seen_persons = {r.person for r in person_rows}
+    person_p, person_r = pairwise([r.person for r in person_rows], row_client)
 
     company_truth: list[int] = []
     company_found: list[int | None] = []
-    for row, cid in zip(base.person_rows, row_client, strict=True):
+    for row, cid in zip(person_rows, row_client, strict=True):
         assert row.person is not None
         true_company = base.persons[row.person].company
         if true_company is None:
@@ -617,15 +618,15 @@ def score(base: MessyBase, hub: Any) -> Score:
     company_p, company_r = pairwise(company_truth, company_found)
     seen_companies = {base.persons[p].company for p in seen_persons if p is not None} - {None}
     with_inn = [c for c in base.companies if c.id in seen_companies and c.inn]
+    linked_to: dict[int, set[int | None]] = defaultdict(set)  # true company -> hub companies its people link to
+    for row, cid in zip(person_rows, row_client, strict=True):
+        employer = base.persons[row.person].company if row.person is not None else None
+        if cid is not None and employer is not None:
+            linked_to[employer].add(clients[cid][2])
     exact = 0
     for company in with_inn:
         holders = [cid for cid in owners.get(("inn", company.inn or ""), []) if cid in companies]
-        linked = {
-            clients[cid][2]
-            for row, cid in zip(base.person_rows, row_client, strict=True)
-            if cid is not None and row.person is not None and base.persons[row.person].company == company.id
-        }
-        if len(holders) == 1 and linked == {holders[0]}:
+        if len(holders) == 1 and linked_to[company.id] == {holders[0]}:
             exact += 1
     junk = len(persons - set(truths_of))
     truth_of_client = {cid: next(iter(t)) for cid, t in truths_of.items() if len(t) == 1}

@@ -27,15 +27,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from crm_hub_plugins.telephony import plugin as telephony_plugin  # noqa: E402
+from crm_hub_plugins.telephony.ami import AMIDecoder  # noqa: E402
+from crm_hub_plugins.telephony.calls import CallRecord  # noqa: E402
+from crm_hub_plugins.telephony.flows import Outcome, expected_outcome, flows, outcomes  # noqa: E402
+from crm_hub_plugins.telephony.sandbox import AMISandbox, encode_packet, load_ami_session  # noqa: E402
 from hub.core.hub import Hub  # noqa: E402
 from hub.core.logging import configure_logging  # noqa: E402
 from hub.core.plugins import PluginHost  # noqa: E402
 from hub.core.settings import load_settings  # noqa: E402
-from plugins.telephony import plugin as telephony_plugin  # noqa: E402
-from plugins.telephony.ami import AMIDecoder  # noqa: E402
-from plugins.telephony.calls import CallRecord  # noqa: E402
-from plugins.telephony.flows import Outcome, expected_outcome, flows, outcomes  # noqa: E402
-from plugins.telephony.sandbox import AMISandbox, encode_packet, load_ami_session  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "telephony" / "ami"
 AmiEvent = dict[str, str]
@@ -160,6 +160,8 @@ def baseline_tracker(rev: str) -> type[Any]:
     assert spec is not None
     module = ModuleType(spec.name)
     sys.modules[spec.name] = module  # dataclasses look their module up
+    module.__package__ = "crm_hub_plugins.telephony"  # for its relative imports
+    source = source.replace("from plugins.telephony.", "from crm_hub_plugins.telephony.")  # before 0.2.0's name
     exec(compile(source, f"{rev}:asterisk.py", "exec"), module.__dict__)  # our own file, at another revision
     return module.AsteriskCallTracker  # type: ignore[no-any-return]
 

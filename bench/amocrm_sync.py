@@ -21,6 +21,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from crm_hub_plugins.amocrm import plugin
+from crm_hub_plugins.amocrm.connection import accounts
+from crm_hub_plugins.amocrm.inbound import Inbound
+from crm_hub_plugins.amocrm.sandbox import create_app as sandbox_app
+from crm_hub_plugins.amocrm.sandbox import seed
+from crm_hub_plugins.amocrm.sink import Writer
 from hub import hookimpl
 from hub.core.events import ClientObservation, Event, SourceRef
 from hub.core.hub import Hub
@@ -30,12 +36,6 @@ from hub.core.settings import load_settings
 from hub.core.sinks import Sink
 from hub.testing import serve_asgi
 from hub.web.app import create_app as hub_app
-from plugins.amocrm import plugin
-from plugins.amocrm.connection import accounts
-from plugins.amocrm.inbound import Inbound
-from plugins.amocrm.sandbox import create_app as sandbox_app
-from plugins.amocrm.sandbox import seed
-from plugins.amocrm.sink import Writer
 
 RATE = 7.0
 SECRET = "bench-webhook-secret-0123456789"

@@ -24,6 +24,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from crm_hub_plugins.bitrix24 import plugin
+from crm_hub_plugins.bitrix24.connection import portals
+from crm_hub_plugins.bitrix24.reconcile import PortalReconciler
+from crm_hub_plugins.bitrix24.sandbox import create_app as sandbox_app
+from crm_hub_plugins.bitrix24.sink import Writer
 from hub import hookimpl
 from hub.core.events import ClientObservation, Event, SourceRef
 from hub.core.hub import Hub
@@ -33,11 +38,6 @@ from hub.core.settings import load_settings
 from hub.core.sinks import Sink
 from hub.testing import serve_asgi
 from hub.web.app import create_app as hub_app
-from plugins.bitrix24 import plugin
-from plugins.bitrix24.connection import portals
-from plugins.bitrix24.reconcile import PortalReconciler
-from plugins.bitrix24.sandbox import create_app as sandbox_app
-from plugins.bitrix24.sink import Writer
 
 RATE, BURST = 2.0, 50
 READ_PAGE, WRITE_BATCH = 2500, 50

@@ -30,15 +30,15 @@ sys.path.insert(0, str(ROOT / "tests" / "plugins" / "email"))
 
 from email_servers import PASSWORD, USER, running_dovecot  # noqa: E402
 
+from crm_hub_plugins.email import plugin  # noqa: E402
+from crm_hub_plugins.email.connection import accounts  # noqa: E402
+from crm_hub_plugins.email.matching import Company, decide  # noqa: E402
+from crm_hub_plugins.email.mime import parse_message  # noqa: E402
+from crm_hub_plugins.email.sync import MailboxSync  # noqa: E402
 from hub.core.hub import Hub  # noqa: E402
 from hub.core.logging import configure_logging  # noqa: E402
 from hub.core.plugins import PluginHost  # noqa: E402
 from hub.core.settings import load_settings  # noqa: E402
-from plugins.email import plugin  # noqa: E402
-from plugins.email.connection import accounts  # noqa: E402
-from plugins.email.matching import Company, decide  # noqa: E402
-from plugins.email.mime import parse_message  # noqa: E402
-from plugins.email.sync import MailboxSync  # noqa: E402
 
 CORPUS = ROOT / "tests" / "plugins" / "email" / "corpus"
 TEXT = "Добрый день! Прошу уточнить сроки поставки и выставить счёт на оплату. С уважением, "

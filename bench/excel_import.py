@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import importlib
 import pstats
 import sys
 import tempfile
@@ -65,11 +66,20 @@ def bare_read(path: Path) -> int:
     return count
 
 
+def excel_package() -> str:
+    # the installed name, or the folder of a checkout given with --code (releases before 0.2.0 installed the
+    # built-in plugins as `plugins`; later ones import relatively inside it, so the folder name works for both)
+    return "plugins.excel" if CODE is not None else "crm_hub_plugins.excel"
+
+
+CODE: Path | None = None
+
+
 def fresh_hub(folder: Path) -> Any:
+    excel_plugin = importlib.import_module(excel_package() + ".plugin")
     from hub.core.hub import Hub
     from hub.core.plugins import PluginHost
     from hub.core.settings import load_settings
-    from plugins.excel import plugin as excel_plugin
 
     settings = load_settings(database_url=f"sqlite:///{folder / 'hub.db'}", bus_url="memory://", data_dir=folder)
     hub = Hub(settings, PluginHost(autoload=False, extra=[("excel", excel_plugin)]))
@@ -123,14 +133,17 @@ def main() -> None:
 
     from messy_base import generate, score
 
-    import plugins.excel
+    global CODE
+    CODE = args.code
+    excel = importlib.import_module(excel_package())
+    apply = importlib.import_module(excel_package() + ".apply")
+    ImportOutcome, apply_plan, run_import = apply.ImportOutcome, apply.apply_plan, apply.run_import
+    plan_import = importlib.import_module(excel_package() + ".importer").plan_import
     from hub.core import schema as s
     from hub.core.logging import configure_logging
-    from plugins.excel.apply import ImportOutcome, apply_plan, run_import
-    from plugins.excel.importer import plan_import
 
     configure_logging("warning", "console")
-    print(f"code under test: {Path(plugins.excel.__file__).parents[2]}")
+    print(f"code under test: {Path(excel.__file__).parents[2]}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         path = args.keep or folder / "messy.xlsx"

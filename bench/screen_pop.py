@@ -34,6 +34,8 @@ from sqlalchemy import insert, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from crm_hub_plugins.telephony import plugin as telephony_plugin  # noqa: E402
+from crm_hub_plugins.telephony.sandbox import AMISandbox, generate_call  # noqa: E402
 from hub.core import schema as s  # noqa: E402
 from hub.core.hub import Hub  # noqa: E402
 from hub.core.logging import configure_logging  # noqa: E402
@@ -41,8 +43,6 @@ from hub.core.plugins import PluginHost  # noqa: E402
 from hub.core.settings import load_settings  # noqa: E402
 from hub.testing import serve_asgi  # noqa: E402
 from hub.web.app import create_app  # noqa: E402
-from plugins.telephony import plugin as telephony_plugin  # noqa: E402
-from plugins.telephony.sandbox import AMISandbox, generate_call  # noqa: E402
 
 TARGET_P99_MS = 5.0
 PG_URL = os.environ.get("HUB_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -22,14 +22,14 @@ from zoneinfo import ZoneInfo
 import structlog
 from fastapi.testclient import TestClient
 
+from crm_hub_plugins.excel import plugin as excel_plugin
+from crm_hub_plugins.telephony import plugin as telephony_plugin
+from crm_hub_plugins.telephony.sandbox import AMISandbox, ZadarmaSender
 from hub.core.hub import Hub
 from hub.core.logging import configure_logging, register_secrets
 from hub.core.plugins import PluginHost
 from hub.core.settings import load_settings
 from hub.web.app import create_app
-from plugins.excel import plugin as excel_plugin
-from plugins.telephony import plugin as telephony_plugin
-from plugins.telephony.sandbox import AMISandbox, ZadarmaSender
 
 EVIL = {"Origin": "http://evil.example", "Content-Type": "text/plain"}
 TOKEN = "probe-token-0123456789"

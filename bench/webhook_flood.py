@@ -39,12 +39,12 @@ def serve(data_dir: str, port: int) -> None:
     )
     import uvicorn
 
+    from crm_hub_plugins.amocrm import plugin as amocrm
+    from crm_hub_plugins.bitrix24 import plugin as bitrix24
     from hub.core.hub import Hub
     from hub.core.plugins import PluginHost
     from hub.core.settings import load_settings
     from hub.web.app import create_app
-    from plugins.amocrm import plugin as amocrm
-    from plugins.bitrix24 import plugin as bitrix24
 
     settings = load_settings(database_url=f"sqlite:///{data_dir}/hub.db", bus_url="memory://", data_dir=data_dir)
     hub = Hub(settings, PluginHost(autoload=False, extra=[("bitrix24", bitrix24), ("amocrm", amocrm)]))

@@ -177,7 +177,7 @@ class Traffic:
                 )
             )
         with contextlib.suppress(Exception):  # the Excel plugin may be disabled in this install
-            from plugins.excel.apply import run_import
+            from crm_hub_plugins.excel.apply import run_import
 
             run_import(self.hub, _excel_file(directory), source="база клиентов.xlsx")
 
@@ -185,7 +185,7 @@ class Traffic:
         """A conversation with one demo client: their letter, the company's answer, maybe their reply, read through
         the email plugin's own parsing (as its mailbox sync reads them), one thread on the client's card."""
         try:
-            from plugins.email.raw import record_message
+            from crm_hub_plugins.email.raw import record_message
         except ImportError:  # no email plugin in this install
             return
         name, _phone, address, *_ = PEOPLE[index]
@@ -225,13 +225,13 @@ class Traffic:
         self._deal(index)
 
     def call(self) -> None:
-        from plugins.telephony.sandbox import generate_call
+        from crm_hub_plugins.telephony.sandbox import generate_call
 
         kind = self.rng.choice(["answered", "answered", "no_answer", "busy", "outbound", "cancelled"])
         _name, phone, *_ = self.rng.choice(PEOPLE)
         digits = "".join(c for c in phone if c.isdigit())
         number = "7" + digits[1:] if digits.startswith("8") else digits
-        events = generate_call(kind, rng=self.rng, extension=OPERATOR_EXTENSION, number=number)  # type: ignore[arg-type]
+        events = generate_call(kind, rng=self.rng, extension=OPERATOR_EXTENSION, number=number)
         ringing = next(
             (i for i, e in enumerate(events) if e.get("ChannelStateDesc") == "Ringing" and e["Event"] == "Newstate"),
             len(events) - 1,
@@ -258,10 +258,10 @@ class Traffic:
 @contextlib.contextmanager
 def sandboxes() -> Iterator[dict[str, Any]]:
     """The Bitrix24 and amoCRM sandboxes on loopback ports and a PBX speaking AMI, stopped on exit."""
+    from crm_hub_plugins.amocrm.sandbox import create_app as amocrm_app
+    from crm_hub_plugins.bitrix24.sandbox import create_app as bitrix24_app
+    from crm_hub_plugins.telephony.sandbox import AMISandbox
     from hub.testing import serve_asgi
-    from plugins.amocrm.sandbox import create_app as amocrm_app
-    from plugins.bitrix24.sandbox import create_app as bitrix24_app
-    from plugins.telephony.sandbox import AMISandbox
 
     b24, amo = bitrix24_app(), amocrm_app()
     with serve_asgi(b24) as b24_url, serve_asgi(amo) as amo_url, AMISandbox(secret=secrets.token_urlsafe(12)) as ami:

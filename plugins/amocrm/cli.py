@@ -11,9 +11,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from plugins.amocrm.connection import accounts
-from plugins.amocrm.inbound import RECONCILED, Inbound
-from plugins.amocrm.sink import Writer
+from .connection import accounts
+from .inbound import RECONCILED, Inbound
+from .sink import Writer
 
 PUSH_PAGE = 50
 

@@ -16,7 +16,8 @@ import httpx
 import structlog
 
 from hub.core.errors import ExternalAPIError, FatalDelivery
-from plugins.amocrm.oauth import RECONNECT_HINT, OAuthSession, OAuthTokens, ReconnectRequired
+
+from .oauth import RECONNECT_HINT, OAuthSession, OAuthTokens, ReconnectRequired
 
 __all__ = [
     "AccountBanned",
@@ -28,7 +29,7 @@ __all__ = [
     "TokenProvider",
 ]
 
-log = structlog.get_logger("plugins.amocrm")
+log = structlog.get_logger("crm_hub_plugins.amocrm")
 
 PAGE_LIMIT = 250
 MAX_BATCH = 250

@@ -11,12 +11,13 @@ from hub.core.accounts import Account as CoreAccount
 from hub.core.accounts import Accounts as CoreAccounts
 from hub.core.echo import EchoLedger
 from hub.core.errors import ConfigError, ExternalAPIError
-from plugins.amocrm.client import AccountBanned, AmoCRMClient, LongLivedToken, TokenProvider
-from plugins.amocrm.mapping import Pipelines
-from plugins.amocrm.oauth import OAuthSession, OAuthTokens, ReconnectRequired
-from plugins.amocrm.settings import AmoCRMSection, AmoCRMSettings
 
-log = structlog.get_logger("plugins.amocrm")
+from .client import AccountBanned, AmoCRMClient, LongLivedToken, TokenProvider
+from .mapping import Pipelines
+from .oauth import OAuthSession, OAuthTokens, ReconnectRequired
+from .settings import AmoCRMSection, AmoCRMSettings
+
+log = structlog.get_logger("crm_hub_plugins.amocrm")
 
 
 class Account(CoreAccount):

@@ -8,10 +8,11 @@ from typing import Any
 from hub.core.errors import BadInput
 from hub.core.events import ClientView, ItemView
 from hub.core.identity import normalize_email, normalize_phone
-from plugins.amocrm.connection import Account
-from plugins.amocrm.mapping import LeadMapping, lead_payload, note_payload, same_text, task_payload
-from plugins.amocrm.settings import AmoCRMSettings
-from plugins.amocrm.webhooks import WebhookHint
+
+from .connection import Account
+from .mapping import LeadMapping, lead_payload, note_payload, same_text, task_payload
+from .settings import AmoCRMSettings
+from .webhooks import WebhookHint
 
 
 def hub_uniq(item: ItemView) -> str:

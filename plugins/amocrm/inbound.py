@@ -15,9 +15,10 @@ import structlog
 
 from hub.core.errors import BadInput
 from hub.core.events import ClientKey, ClientView, ItemView, Observation, RefObservation, SourceRef
-from plugins.amocrm.connection import Account
-from plugins.amocrm.echo import counterpart_matches
-from plugins.amocrm.mapping import (
+
+from .connection import Account
+from .echo import counterpart_matches
+from .mapping import (
     client_observation,
     deal_observation,
     interaction_observation,
@@ -26,7 +27,7 @@ from plugins.amocrm.mapping import (
     task_observation,
 )
 
-log = structlog.get_logger("plugins.amocrm")
+log = structlog.get_logger("crm_hub_plugins.amocrm")
 
 INBOX_KIND = "amocrm.hint"
 CLIENT_ENTITIES = {"contacts": "contact", "companies": "company"}

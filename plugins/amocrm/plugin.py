@@ -7,14 +7,15 @@ from typing import Any
 
 from hub import hookimpl
 from hub.core.sources import Poller, SenderCheck
-from plugins.amocrm.cli import amocrm
-from plugins.amocrm.connection import accounts, forget
-from plugins.amocrm.echo import own_write
-from plugins.amocrm.inbound import Inbound
-from plugins.amocrm.sandbox import create_app
-from plugins.amocrm.settings import AmoCRMSection
-from plugins.amocrm.sink import AmoCRMSink
-from plugins.amocrm.webhooks import INBOX_KIND, webhook_route
+
+from .cli import amocrm
+from .connection import accounts, forget
+from .echo import own_write
+from .inbound import Inbound
+from .sandbox import create_app
+from .settings import AmoCRMSection
+from .sink import AmoCRMSink
+from .webhooks import INBOX_KIND, webhook_route
 
 __version__ = "1.0.0"
 

@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from plugins.amocrm.sandbox_account import (
+from .sandbox_account import (
     ELEMENT_TYPES,
     NOTE_PARENTS,
     NOTE_TYPE_CODES,
@@ -38,7 +38,7 @@ from plugins.amocrm.sandbox_account import (
     TooMany,
     ValidationFailed,
 )
-from plugins.amocrm.webhooks import encode_nested_form, parse_nested_form
+from .webhooks import encode_nested_form, parse_nested_form
 
 WEBHOOK_USER_AGENT = "amoCRM-Webhooks/3.0"
 OAUTH_PROBLEM = "https://developers.amocrm.ru/v3/errors/OAuthProblemJson"

@@ -18,9 +18,10 @@ from hub.core.echo import Written
 from hub.core.errors import BadInput, NotFound
 from hub.core.events import ClientView, Event, ItemView, RefObservation
 from hub.core.sinks import Sink
-from plugins.amocrm.connection import Account
-from plugins.amocrm.echo import lead_matches, note_matches, payload_values, task_matches
-from plugins.amocrm.mapping import (
+
+from .connection import Account
+from .echo import lead_matches, note_matches, payload_values, task_matches
+from .mapping import (
     LeadMapping,
     call_payload,
     client_entity,
@@ -33,7 +34,7 @@ from plugins.amocrm.mapping import (
     task_payload,
 )
 
-log = structlog.get_logger("plugins.amocrm")
+log = structlog.get_logger("crm_hub_plugins.amocrm")
 
 SINGULAR = {"contacts": "contact", "companies": "company"}
 BULK_NEW = 10  # this many unknown clients in one batch: search a snapshot of the account, not one by one

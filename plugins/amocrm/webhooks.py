@@ -21,7 +21,7 @@ from hub.core.errors import BadInput
 from hub.core.formcodec import FormLimits
 from hub.core.sources import WebhookRoute
 
-log = structlog.get_logger("plugins.amocrm")
+log = structlog.get_logger("crm_hub_plugins.amocrm")
 
 EntityKind = Literal["contact", "company", "lead", "note", "task", "customer"]
 

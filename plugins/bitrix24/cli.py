@@ -12,10 +12,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hub import ProgressReporter
-from plugins.bitrix24.connection import portals
-from plugins.bitrix24.inbound import RECONCILED
-from plugins.bitrix24.reconcile import PortalReconciler
-from plugins.bitrix24.sink import Writer
+
+from .connection import portals
+from .inbound import RECONCILED
+from .reconcile import PortalReconciler
+from .sink import Writer
 
 PUSH_PAGE = 50
 EVENTS = (

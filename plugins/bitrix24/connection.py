@@ -14,10 +14,11 @@ from hub.core.accounts import Account, Accounts
 from hub.core.echo import EchoLedger
 from hub.core.errors import ConfigError, ExternalAPIError, FatalDelivery
 from hub.core.ratelimit import RateSpec
-from plugins.bitrix24.client import Bitrix24Client, OAuthSession, OAuthTokens, mask_webhook
-from plugins.bitrix24.settings import Bitrix24Section, Bitrix24Settings
 
-log = structlog.get_logger("plugins.bitrix24")
+from .client import Bitrix24Client, OAuthSession, OAuthTokens, mask_webhook
+from .settings import Bitrix24Section, Bitrix24Settings
+
+log = structlog.get_logger("crm_hub_plugins.bitrix24")
 
 LIMIT_SHOWN_FOR = 60.0  # seconds health stays "degraded" after Bitrix24 said QUERY_LIMIT_EXCEEDED
 

@@ -9,7 +9,8 @@ from typing import Any
 
 from hub.core.errors import BadInput
 from hub.core.events import ItemView
-from plugins.bitrix24.mapping import (
+
+from .mapping import (
     ORIGINATOR_ID,
     _custom_fields,
     _same_text,

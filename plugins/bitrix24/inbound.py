@@ -1,5 +1,5 @@
 """Bitrix24 → hub: entities read after their events and applied one by one; records that only reflect what the hub
-wrote (echoes) change nothing. Bulk reads (backfill, reconciliation) are in ``plugins.bitrix24.reconcile``."""
+wrote (echoes) change nothing. Bulk reads (backfill, reconciliation) are in ``crm_hub_plugins.bitrix24.reconcile``."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from pydantic import ValidationError
 
 from hub.core.errors import BadInput, FatalDelivery, NotFound
 from hub.core.events import ClientKey, ClientObservation, ClientView, ItemView, RefObservation, SourceRef
-from plugins.bitrix24.client import MAX_BATCH, page_rows
-from plugins.bitrix24.connection import Portal
-from plugins.bitrix24.echo import call_matches, comment_matches, deal_matches, hub_origin, record_values, unlinked
-from plugins.bitrix24.mapping import (
+
+from .client import MAX_BATCH, page_rows
+from .connection import Portal
+from .echo import call_matches, comment_matches, deal_matches, hub_origin, record_values, unlinked
+from .mapping import (
     _same_text,
     activity_observation,
     client_echoes,
@@ -26,7 +27,7 @@ from plugins.bitrix24.mapping import (
     source_ref,
 )
 
-log = structlog.get_logger("plugins.bitrix24")
+log = structlog.get_logger("crm_hub_plugins.bitrix24")
 
 # entity → (method prefix, list select, the field a reconciliation cursor follows)
 READ: dict[str, tuple[str, list[str], str]] = {

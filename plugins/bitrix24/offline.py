@@ -13,10 +13,10 @@ from typing import Any
 
 import structlog
 
-from plugins.bitrix24.connection import Portal
-from plugins.bitrix24.webhooks import _EVENT, ENTITY_NAMES, INBOX_KIND, READABLE
+from .connection import Portal
+from .webhooks import _EVENT, ENTITY_NAMES, INBOX_KIND, READABLE
 
-log = structlog.get_logger("plugins.bitrix24")
+log = structlog.get_logger("crm_hub_plugins.bitrix24")
 
 PAGE = 50
 PROCESS_KEY = "offline_process_id"

@@ -9,19 +9,20 @@ import structlog
 
 from hub import hookimpl
 from hub.core.sources import Poller, SenderCheck
-from plugins.bitrix24.cli import bitrix24
-from plugins.bitrix24.connection import forget, portals
-from plugins.bitrix24.inbound import Inbound
-from plugins.bitrix24.offline import OfflineEvents
-from plugins.bitrix24.reconcile import PortalReconciler
-from plugins.bitrix24.sandbox import create_app
-from plugins.bitrix24.settings import Bitrix24Section
-from plugins.bitrix24.sink import Bitrix24Sink
-from plugins.bitrix24.webhooks import INBOX_KIND, webhook_route
+
+from .cli import bitrix24
+from .connection import forget, portals
+from .inbound import Inbound
+from .offline import OfflineEvents
+from .reconcile import PortalReconciler
+from .sandbox import create_app
+from .settings import Bitrix24Section
+from .sink import Bitrix24Sink
+from .webhooks import INBOX_KIND, webhook_route
 
 __version__ = "1.0.0"
 
-log = structlog.get_logger("plugins.bitrix24")
+log = structlog.get_logger("crm_hub_plugins.bitrix24")
 
 
 @hookimpl

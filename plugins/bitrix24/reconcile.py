@@ -3,7 +3,7 @@ the periodic reconciliation by ``DATE_MODIFY`` cursors that finds what lost even
 
 The core owns cursors (moved only after storing), progress and the per-entity summary; this module says what to
 read (``pages``) and what a row stands for (``observe``). Rows the hub wrote itself (``ORIGIN_ID``) and every row of
-an incremental poll go through :class:`~plugins.bitrix24.inbound.Inbound`, which recognises echoes.
+an incremental poll go through :class:`~crm_hub_plugins.bitrix24.inbound.Inbound`, which recognises echoes.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ import structlog
 from pydantic import ValidationError
 
 from hub import BadInput, Page, Reconciler, Summary
-from plugins.bitrix24.connection import Portal
-from plugins.bitrix24.echo import hub_origin
-from plugins.bitrix24.inbound import COMMENT_OWNERS, READ, RECONCILED, Inbound
-from plugins.bitrix24.mapping import _when
 
-log = structlog.get_logger("plugins.bitrix24")
+from .connection import Portal
+from .echo import hub_origin
+from .inbound import COMMENT_OWNERS, READ, RECONCILED, Inbound
+from .mapping import _when
+
+log = structlog.get_logger("crm_hub_plugins.bitrix24")
 
 BULK = 2500  # rows stored per ingest_many: what one list request brings
 CHANGED = ("created", "updated")

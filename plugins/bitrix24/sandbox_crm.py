@@ -1,7 +1,7 @@
 """The Bitrix24 sandbox's in-memory CRM: contacts, companies, deals, activities, timeline comments, calls, events.
 
 Each REST method the hub uses is implemented here with Bitrix24's semantics (multi-field updates, list filters,
-paging, ``start=-1``); :mod:`plugins.bitrix24.sandbox` puts HTTP, auth, limits and faults around it.
+paging, ``start=-1``); :mod:`crm_hub_plugins.bitrix24.sandbox` puts HTTP, auth, limits and faults around it.
 """
 
 from __future__ import annotations

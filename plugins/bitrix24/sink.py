@@ -20,10 +20,11 @@ from hub.core.echo import Written
 from hub.core.errors import BadInput, ExternalAPIError, FatalDelivery, NotFound
 from hub.core.events import ClientView, Event, ItemView, RefObservation
 from hub.core.sinks import Sink
-from plugins.bitrix24.client import MAX_BATCH, PAGE_SIZE, Bitrix24Error
-from plugins.bitrix24.connection import Portal
-from plugins.bitrix24.echo import call_matches, comment_matches, hub_origin, record_values
-from plugins.bitrix24.mapping import (
+
+from .client import MAX_BATCH, PAGE_SIZE, Bitrix24Error
+from .connection import Portal
+from .echo import call_matches, comment_matches, hub_origin, record_values
+from .mapping import (
     OWNER_TYPE_IDS,
     activity_fields,
     comment_fields,
@@ -38,7 +39,7 @@ from plugins.bitrix24.mapping import (
     task_fields,
 )
 
-log = structlog.get_logger("plugins.bitrix24")
+log = structlog.get_logger("crm_hub_plugins.bitrix24")
 
 METHOD = {"contact": "crm.contact", "company": "crm.company"}
 BULK_NEW = 10  # this many unknown clients at once: search a snapshot of the portal, not one by one

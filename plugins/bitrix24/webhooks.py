@@ -23,7 +23,7 @@ from hub.core.errors import BadInput
 from hub.core.formcodec import FormLimits
 from hub.core.sources import WebhookRoute
 
-log = structlog.get_logger("plugins.bitrix24")
+log = structlog.get_logger("crm_hub_plugins.bitrix24")
 
 # ONCRM<ENTITY><ACTION>; TIMELINECOMMENT before the shorter names so that the longest match wins.
 _EVENT = re.compile(

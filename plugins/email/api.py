@@ -12,10 +12,11 @@ from starlette.responses import JSONResponse, Response
 
 from hub.core.errors import BadInput, ConfigError, ExternalAPIError, NotFound
 from hub.core.sources import WebhookRoute
-from plugins.email.connection import Accounts
-from plugins.email.outbound import Sender
 
-log = structlog.get_logger("plugins.email")
+from .connection import Accounts
+from .outbound import Sender
+
+log = structlog.get_logger("crm_hub_plugins.email")
 EXAMPLE = '{"to": ["client@example.com"], "subject": "Счёт", "body": "Добрый день!", "reply_to": 123}'
 
 

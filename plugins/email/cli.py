@@ -11,10 +11,11 @@ from rich.console import Console
 from rich.table import Table
 
 from hub.progress import ProgressReporter
-from plugins.email.client import MailboxError
-from plugins.email.connection import accounts
-from plugins.email.outbound import Sender
-from plugins.email.sync import MailboxSync
+
+from .client import MailboxError
+from .connection import accounts
+from .outbound import Sender
+from .sync import MailboxSync
 
 
 def _hub() -> Any:

@@ -16,7 +16,7 @@ import imapclient
 from imapclient import IMAPClient
 from imapclient import exceptions as imap_errors
 
-from plugins.email.structure import Part, parts_of
+from .structure import Part, parts_of
 
 IDLE_SLICE_S = 1.0  # how often a wait in IDLE looks at the stop event
 

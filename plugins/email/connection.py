@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from hub.core.accounts import Account, AccountHub, Accounts
-from plugins.email.client import ImapMailbox
-from plugins.email.matching import Company
-from plugins.email.settings import EmailSection, MailboxSettings
+
+from .client import ImapMailbox
+from .matching import Company
+from .settings import EmailSection, MailboxSettings
 
 if TYPE_CHECKING:
     from hub.core.hub import Hub

@@ -10,11 +10,12 @@ import time
 import structlog
 
 from hub.progress import ProgressReporter
-from plugins.email.client import ImapMailbox, LoginRefused, MailboxError
-from plugins.email.connection import MailboxAccount
-from plugins.email.sync import MailboxSync
 
-log = structlog.get_logger("plugins.email")
+from .client import ImapMailbox, LoginRefused, MailboxError
+from .connection import MailboxAccount
+from .sync import MailboxSync
+
+log = structlog.get_logger("crm_hub_plugins.email")
 
 BACKOFF_MAX_S = 60.0
 LOGIN_RETRY_S = 300.0  # a refused password does not fix itself in seconds; do not hammer the server with it

@@ -15,8 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from hub.core.events import ClientKey, InteractionObservation, SourceRef
-from plugins.email.matching import Decision, canonical
-from plugins.email.mime import ParsedEmail
+
+from .matching import Decision, canonical
+from .mime import ParsedEmail
 
 SYSTEM = "email"
 ENTITY = "message"

@@ -2,7 +2,7 @@
 
 The stdlib ``email`` package parses the structure, with ``policy.compat32`` so that headers stay as sent: every
 header is decoded here (the header registry of ``policy.default`` would cost most of the parse and replaces what it
-cannot read). Every piece of text goes through the charset chain of :mod:`plugins.email.charsets`, so that an
+cannot read). Every piece of text goes through the charset chain of :mod:`crm_hub_plugins.email.charsets`, so that an
 unknown charset label, 8-bit headers or broken MIME never crash and never turn text into ``?``. No hub imports.
 """
 
@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from email.message import Message
 from typing import Any
 
-from plugins.email.charsets import decode_bytes
-from plugins.email.html import html_to_text
+from .charsets import decode_bytes
+from .html import html_to_text
 
 _MSGID = re.compile(r"<([^<>\s]+)>")
 _WS = re.compile(r"[ \t]*\r?\n[ \t]+")

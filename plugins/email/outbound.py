@@ -15,14 +15,15 @@ import structlog
 
 from hub.core.errors import BadInput, ConfigError, ExternalAPIError
 from hub.core.identity import normalize_email
-from plugins.email.client import MailboxError, tls_context
-from plugins.email.connection import MailboxAccount
-from plugins.email.mapping import observations
-from plugins.email.matching import decide
-from plugins.email.mime import parse_message
-from plugins.email.settings import SmtpSettings
 
-log = structlog.get_logger("plugins.email")
+from .client import MailboxError, tls_context
+from .connection import MailboxAccount
+from .mapping import observations
+from .matching import decide
+from .mime import parse_message
+from .settings import SmtpSettings
+
+log = structlog.get_logger("crm_hub_plugins.email")
 
 SENT_BY_HUB = "(sent by the hub)"
 MAX_BODY_CHARS = 1_000_000

@@ -7,11 +7,12 @@ from typing import Any
 
 from hub import hookimpl
 from hub.core.sources import Listener
-from plugins.email import api
-from plugins.email.cli import email
-from plugins.email.connection import accounts, forget
-from plugins.email.listener import MailboxListener
-from plugins.email.settings import EmailSection
+
+from . import api
+from .cli import email
+from .connection import accounts, forget
+from .listener import MailboxListener
+from .settings import EmailSection
 
 __version__ = "1.0.0"
 

@@ -8,9 +8,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from hub.core.errors import BadInput
-from plugins.email.mapping import observations
-from plugins.email.matching import Company, decide
-from plugins.email.mime import parse_message
+
+from .mapping import observations
+from .matching import Company, decide
+from .mime import parse_message
 
 
 def record_message(

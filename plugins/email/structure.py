@@ -9,7 +9,7 @@ import quopri
 from dataclasses import dataclass
 from typing import Any
 
-from plugins.email.charsets import decode_bytes
+from .charsets import decode_bytes
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def _params(value: Any) -> dict[str, str]:
 
 
 def _name(params: dict[str, str]) -> str | None:
-    from plugins.email.mime import decode_words
+    from .mime import decode_words
 
     for key in ("filename*", "name*"):
         if key in params:  # RFC 2231 charset'lang'percent-encoded

@@ -3,7 +3,7 @@ move the cursor.
 
 The cursor is (mailbox, folder, UIDVALIDITY, last UID) and moves only after a batch is stored, so a crash or a
 lost link re-reads at most one batch and a changed UIDVALIDITY re-reads the folder; the entry's SourceRef
-(Message-ID and client, see :mod:`plugins.email.mapping`) makes both re-reads store nothing twice. Memory stays
+(Message-ID and client, see :mod:`crm_hub_plugins.email.mapping`) makes both re-reads store nothing twice. Memory stays
 bounded: messages are fetched in batches of ``fetch_batch`` and at most ``BATCH_BYTES`` at a time; a message over
 ``max_message_bytes`` is read as header, structure and the start of its text.
 """
@@ -21,16 +21,17 @@ import structlog
 from hub.core.errors import BadInput, ExternalAPIError
 from hub.core.events import InteractionObservation
 from hub.core.reconciler import Page, Progress, Reconciler
-from plugins.email.charsets import decode_bytes
-from plugins.email.client import Fetched, FolderGone, ImapMailbox
-from plugins.email.connection import Cursor, MailboxAccount
-from plugins.email.html import html_to_text
-from plugins.email.mapping import base_subject, is_reply_subject, observations
-from plugins.email.matching import canonical, decide
-from plugins.email.mime import Attachment, ParsedEmail, parse_message
-from plugins.email.structure import decode_transfer
 
-log = structlog.get_logger("plugins.email")
+from .charsets import decode_bytes
+from .client import Fetched, FolderGone, ImapMailbox
+from .connection import Cursor, MailboxAccount
+from .html import html_to_text
+from .mapping import base_subject, is_reply_subject, observations
+from .matching import canonical, decide
+from .mime import Attachment, ParsedEmail, parse_message
+from .structure import decode_transfer
+
+log = structlog.get_logger("crm_hub_plugins.email")
 
 BATCH_BYTES = 16_000_000  # whole messages held at once, at most (one bigger message is read capped instead)
 

@@ -16,9 +16,10 @@ from starlette.responses import FileResponse, JSONResponse, Response
 
 from hub.core.errors import BadInput
 from hub.core.sources import WebhookRoute
-from plugins.excel.records import XLSX_MEDIA_TYPE, export_from_hub, parse_since
 
-log = structlog.get_logger("plugins.excel.api")
+from .records import XLSX_MEDIA_TYPE, export_from_hub, parse_since
+
+log = structlog.get_logger("crm_hub_plugins.excel.api")
 
 EXPORT_PATH = "/api/export.xlsx"
 _TRUE = frozenset({"1", "true", "yes", "on"})

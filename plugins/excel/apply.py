@@ -15,10 +15,11 @@ from typing import Any
 import structlog
 
 from hub.core.errors import BadInput
-from plugins.excel.importer import ImportPlan, Progress, plan_import, write_rejected
-from plugins.excel.settings import ExcelSettings
 
-log = structlog.get_logger("plugins.excel")
+from .importer import ImportPlan, Progress, plan_import, write_rejected
+from .settings import ExcelSettings
+
+log = structlog.get_logger("crm_hub_plugins.excel")
 
 CHUNK_SIZE = 500
 REPORT_LIST_LIMIT = 200

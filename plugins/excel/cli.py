@@ -12,8 +12,9 @@ from rich.table import Table
 
 from hub.core.errors import HubError
 from hub.progress import ProgressReporter
-from plugins.excel.apply import ImportOutcome, run_import
-from plugins.excel.records import export_from_hub, parse_since
+
+from .apply import ImportOutcome, run_import
+from .records import export_from_hub, parse_since
 
 SHOWN_REJECTIONS = 20
 

@@ -18,7 +18,8 @@ from openpyxl import Workbook
 
 from hub.core.errors import BadInput
 from hub.core.events import ClientObservation
-from plugins.excel.columns import (
+
+from .columns import (
     HEADER_SCAN_ROWS,
     SYNONYMS,
     ColumnLayout,
@@ -28,8 +29,8 @@ from plugins.excel.columns import (
     find_header,
     load_mapping,
 )
-from plugins.excel.export import append_row
-from plugins.excel.mapping import (
+from .export import append_row
+from .mapping import (
     ClientRecord,
     FileDeduplicator,
     RejectedRow,
@@ -38,7 +39,7 @@ from plugins.excel.mapping import (
     build_observations,
     separate_shared_points,
 )
-from plugins.excel.reader import Row, open_sheet
+from .reader import Row, open_sheet
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(total_rows, rows_advanced_since_last_call)``: fits ``rich.progress.Progress.update``."""

@@ -17,8 +17,9 @@ from functools import lru_cache
 
 from hub.core.events import ClientKey, ClientObservation, SourceRef
 from hub.core.identity import clean_text, name_tokens, names_compatible, number_text, split_extension, split_phones
-from plugins.excel.columns import CUSTOM_PREFIX, ColumnLayout
-from plugins.excel.contacts import SCIENTIFIC, email_or_reason, phone_or_reason
+
+from .columns import CUSTOM_PREFIX, ColumnLayout
+from .contacts import SCIENTIFIC, email_or_reason, phone_or_reason
 
 SYSTEM = "excel"
 ROW_ENTITY = "row"

@@ -6,9 +6,10 @@ from typing import Any
 
 from hub import hookimpl
 from hub.core.sources import Poller
-from plugins.excel import api, cli, watch
-from plugins.excel.mapping import checked_inn
-from plugins.excel.settings import ExcelSettings
+
+from . import api, cli, watch
+from .mapping import checked_inn
+from .settings import ExcelSettings
 
 __version__ = "1.0.0"
 

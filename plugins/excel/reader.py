@@ -19,7 +19,8 @@ from types import ModuleType
 import python_calamine as calamine
 
 from hub.core.errors import BadInput
-from plugins.excel.formats import SpreadsheetFormat, detect_format
+
+from .formats import SpreadsheetFormat, detect_format
 
 charset_normalizer: ModuleType | None
 try:  # installed with requests almost everywhere; without it windows-1251 is assumed for non-UTF-8 text

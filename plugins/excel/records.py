@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from hub.core.errors import BadInput, NotFound
-from plugins.excel.export import ExportCounts, write_clients_xlsx
+
+from .export import ExportCounts, write_clients_xlsx
 
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 COMPANY_CACHE = 4096

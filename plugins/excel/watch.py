@@ -23,10 +23,11 @@ from typing import Any
 import structlog
 
 from hub.core.errors import BadInput
-from plugins.excel.apply import ImportOutcome, run_import
-from plugins.excel.settings import ExcelSettings
 
-log = structlog.get_logger("plugins.excel.watch")
+from .apply import ImportOutcome, run_import
+from .settings import ExcelSettings
+
+log = structlog.get_logger("crm_hub_plugins.excel.watch")
 
 STATE_SCOPE = "excel.watch"
 DONE = "done"

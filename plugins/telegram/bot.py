@@ -14,9 +14,10 @@ from typing import Any
 import structlog
 
 from hub.core.errors import BadInput, ConfigError, ExternalAPIError, NotFound
-from plugins.telegram.client import BotAPI, TokenRefused, WebhookActive
-from plugins.telegram.mapping import SYSTEM, NotForTheHub, bot_account, message_observations, sent_observation
-from plugins.telegram.settings import TelegramSettings
+
+from .client import BotAPI, TokenRefused, WebhookActive
+from .mapping import SYSTEM, NotForTheHub, bot_account, message_observations, sent_observation
+from .settings import TelegramSettings
 
 log = structlog.get_logger("hub.telegram")
 

@@ -8,11 +8,12 @@ import click
 
 from hub import get_hub
 from hub.core.errors import HubError
-from plugins.telegram.bot import Bot
+
+from .bot import Bot
 
 
 def _bot(ctx: click.Context) -> Bot:
-    from plugins.telegram.plugin import bot
+    from .plugin import bot
 
     found = bot(get_hub(ctx))
     if found is None:

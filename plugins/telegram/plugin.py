@@ -6,11 +6,12 @@ from typing import Any
 
 from hub import hookimpl
 from hub.core.sources import Listener
-from plugins.telegram import cli
-from plugins.telegram.bot import UPDATE_KIND, Bot
-from plugins.telegram.sandbox import create_app
-from plugins.telegram.settings import TelegramSettings
-from plugins.telegram.webhooks import api_route, webhook_route
+
+from . import cli
+from .bot import UPDATE_KIND, Bot
+from .sandbox import create_app
+from .settings import TelegramSettings
+from .webhooks import api_route, webhook_route
 
 RUNTIME = "telegram"
 

@@ -18,7 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from hub.core.sources import SenderCheck, WebhookRoute
-from plugins.telegram.bot import UPDATE_KIND, Bot
+
+from .bot import UPDATE_KIND, Bot
 
 log = structlog.get_logger("hub.telegram.webhook")
 HEADER = "x-telegram-bot-api-secret-token"

@@ -16,9 +16,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from hub.core.errors import BadInput, ConfigError
 from hub.core.jsontext import BadJSON, parse_json
 from hub.core.sources import WebhookRoute
-from plugins.telephony import openapi
-from plugins.telephony.runtime import Telephony
-from plugins.telephony.stats import calls_report, parse_period
+
+from . import openapi
+from .runtime import Telephony
+from .stats import calls_report, parse_period
 
 log = structlog.get_logger("hub.telephony.api")
 

@@ -17,7 +17,8 @@ from datetime import UTC, datetime, timedelta
 import structlog
 
 from hub.core.bounds import in_time_range
-from plugins.telephony.calls import (
+
+from .calls import (
     CallDirection,
     CallRecord,
     CallStatus,

@@ -14,9 +14,10 @@ from rich.table import Table
 
 from hub import get_hub
 from hub.core.errors import HubError
-from plugins.telephony.runtime import telephony
-from plugins.telephony.sandbox import AMISandbox, CallKind, generate_call, load_ami_session
-from plugins.telephony.stats import calls_report, parse_period
+
+from .runtime import telephony
+from .sandbox import AMISandbox, CallKind, generate_call, load_ami_session
+from .stats import calls_report, parse_period
 
 
 @click.command("call")

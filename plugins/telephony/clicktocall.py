@@ -20,17 +20,19 @@ import structlog
 
 from hub.core.errors import BadInput, ConfigError, ExternalAPIError
 from hub.core.identity import normalize_phone
-from plugins.telephony import mango, zadarma
-from plugins.telephony.ami import OriginateRequest
-from plugins.telephony.asterisk import AsteriskCallTracker
-from plugins.telephony.calls import OriginateResult
-from plugins.telephony.dialpolicy import check_dialable
-from plugins.telephony.listener import make_connection
-from plugins.telephony.settings import TelephonySettings
+
+from . import mango, zadarma
+from .ami import OriginateRequest
+from .asterisk import AsteriskCallTracker
+from .calls import OriginateResult
+from .dialpolicy import check_dialable
+from .listener import make_connection
+from .settings import TelephonySettings
 
 if TYPE_CHECKING:
     from hub.core.hub import Hub
-    from plugins.telephony.listener import AMIListener
+
+    from .listener import AMIListener
 
 log = structlog.get_logger("hub.telephony.clicktocall")
 

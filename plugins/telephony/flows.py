@@ -13,7 +13,7 @@ import itertools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from plugins.telephony.calls import CallRecord, caller_name
+from .calls import CallRecord, caller_name
 
 AmiEvent = dict[str, str]
 TRUNK_DID = "74951234567"

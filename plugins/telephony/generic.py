@@ -23,7 +23,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hub.core.bounds import Url, Word, aware_in_range
-from plugins.telephony.calls import CallRecord, CallStatus, CallUpdate, RingingNotice, parse_number
+
+from .calls import CallRecord, CallStatus, CallUpdate, RingingNotice, parse_number
 
 
 class GenericCallEvent(BaseModel):

@@ -19,14 +19,15 @@ import structlog
 from hub.core.errors import BadInput
 from hub.core.events import InteractionObservation, TaskObservation
 from hub.core.hub import Hub
-from plugins.telephony.calls import CallRecord, CallUpdate, call_observations
-from plugins.telephony.generic import GenericCallAssembler, GenericCallEvent
-from plugins.telephony.mango import MangoCallAssembler
-from plugins.telephony.settings import TelephonySettings
-from plugins.telephony.zadarma import ZadarmaCallAssembler
+
+from .calls import CallRecord, CallUpdate, call_observations
+from .generic import GenericCallAssembler, GenericCallEvent
+from .mango import MangoCallAssembler
+from .settings import TelephonySettings
+from .zadarma import ZadarmaCallAssembler
 
 if TYPE_CHECKING:
-    from plugins.telephony.live import LiveCalls
+    from .live import LiveCalls
 
 log = structlog.get_logger("hub.telephony.intake")
 

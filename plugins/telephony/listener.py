@@ -15,12 +15,12 @@ from collections.abc import Callable
 
 import structlog
 
-from plugins.telephony.ami import AMIConnection, OriginateRequest, Packet
-from plugins.telephony.asterisk import AsteriskCallTracker
-from plugins.telephony.calls import CallRecord, CallUpdate, OriginateResult, RingingNotice
-from plugins.telephony.intake import CallIntake
-from plugins.telephony.live import LiveCalls, live_key
-from plugins.telephony.settings import AMISettings, TelephonySettings
+from .ami import AMIConnection, OriginateRequest, Packet
+from .asterisk import AsteriskCallTracker
+from .calls import CallRecord, CallUpdate, OriginateResult, RingingNotice
+from .intake import CallIntake
+from .live import LiveCalls, live_key
+from .settings import AMISettings, TelephonySettings
 
 log = structlog.get_logger("hub.telephony.listener")
 

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from hub.core.errors import HubError
-from plugins.telephony.calls import RingingNotice
+
+from .calls import RingingNotice
 
 if TYPE_CHECKING:
     from hub.core.hub import Hub

@@ -23,7 +23,8 @@ from pydantic import SecretStr
 from hub.core.bounds import in_time_range
 from hub.core.errors import BadInput, ExternalAPIError
 from hub.core.jsontext import parse_json
-from plugins.telephony.calls import CallDirection, CallRecord, CallUpdate, RingingNotice, parse_number
+
+from .calls import CallDirection, CallRecord, CallUpdate, RingingNotice, parse_number
 
 log = structlog.get_logger("hub.telephony.mango")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from plugins.telephony.generic import GenericCallEvent
-from plugins.telephony.zadarma import SIGNED_FIELDS
+from .generic import GenericCallEvent
+from .zadarma import SIGNED_FIELDS
 
 _TEXT = {"type": "string", "maxLength": 255}
 _ERROR = {"description": "Refused, with the reason in 'detail'; nothing is stored"}

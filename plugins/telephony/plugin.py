@@ -7,11 +7,12 @@ from typing import Any
 
 from hub import hookimpl
 from hub.core.sources import Listener, Poller
-from plugins.telephony import api, cli, webhooks
-from plugins.telephony.intake import EVENT_KIND, OBSERVATIONS_KIND
-from plugins.telephony.runtime import forget, telephony
-from plugins.telephony.sandbox import create_app
-from plugins.telephony.settings import TelephonySettings
+
+from . import api, cli, webhooks
+from .intake import EVENT_KIND, OBSERVATIONS_KIND
+from .runtime import forget, telephony
+from .sandbox import create_app
+from .settings import TelephonySettings
 
 
 @hookimpl

@@ -19,7 +19,8 @@ import structlog
 
 from hub.core.errors import BadInput
 from hub.core.state import StateStore
-from plugins.telephony.zadarma import SIGNED_FIELDS
+
+from .zadarma import SIGNED_FIELDS
 
 log = structlog.get_logger("hub.telephony.replay")
 

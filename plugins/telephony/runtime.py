@@ -6,12 +6,12 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
-from plugins.telephony.clicktocall import ClickToCall, choose_provider
-from plugins.telephony.intake import CallIntake
-from plugins.telephony.listener import AMIListener
-from plugins.telephony.live import LiveCalls
-from plugins.telephony.replay import ZadarmaReplayGuard
-from plugins.telephony.settings import TelephonySettings
+from .clicktocall import ClickToCall, choose_provider
+from .intake import CallIntake
+from .listener import AMIListener
+from .live import LiveCalls
+from .replay import ZadarmaReplayGuard
+from .settings import TelephonySettings
 
 if TYPE_CHECKING:
     from hub.core.hub import Hub

@@ -29,8 +29,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from hub.core.errors import BadInput
-from plugins.telephony import mango, zadarma
-from plugins.telephony.ami import AMIDecoder, Packet
+
+from . import mango, zadarma
+from .ami import AMIDecoder, Packet
 
 AmiEvent = dict[str, str]
 CallKind = Literal["answered", "busy", "no_answer", "cancelled", "rejected", "queue", "transfer", "outbound"]

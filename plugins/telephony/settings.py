@@ -7,7 +7,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr
 
 from hub.core.settings import StrongSecret
-from plugins.telephony.dialpolicy import DialPolicy
+
+from .dialpolicy import DialPolicy
 
 
 class AMISettings(BaseModel):

@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hub.core.errors import BadInput
 from hub.core.events import ItemView
-from plugins.telephony.calls import CALL_STATUSES, CallDirection, CallRecord, PhoneNumber
+
+from .calls import CALL_STATUSES, CallDirection, CallRecord, PhoneNumber
 
 CallKey = tuple[str, str, str]
 

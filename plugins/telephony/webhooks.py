@@ -20,12 +20,13 @@ from hub.core.auth import bearer_matches
 from hub.core.errors import BadInput
 from hub.core.jsontext import BadJSON, parse_json
 from hub.core.sources import SenderCheck, WebhookRoute
-from plugins.telephony import openapi
-from plugins.telephony.calls import CallUpdate, RingingNotice
-from plugins.telephony.generic import GenericCallAssembler, GenericCallEvent
-from plugins.telephony.mango import MANGO_EVENT_PATHS, MangoCallAssembler, verify_mango_form
-from plugins.telephony.runtime import Telephony
-from plugins.telephony.zadarma import SIGNED_FIELDS, ZadarmaCallAssembler, verify_notification, zd_echo
+
+from . import openapi
+from .calls import CallUpdate, RingingNotice
+from .generic import GenericCallAssembler, GenericCallEvent
+from .mango import MANGO_EVENT_PATHS, MangoCallAssembler, verify_mango_form
+from .runtime import Telephony
+from .zadarma import SIGNED_FIELDS, ZadarmaCallAssembler, verify_notification, zd_echo
 
 log = structlog.get_logger("hub.telephony.webhooks")
 

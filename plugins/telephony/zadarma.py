@@ -23,7 +23,8 @@ from pydantic import SecretStr
 
 from hub.core.bounds import in_time_range
 from hub.core.errors import BadInput, ExternalAPIError
-from plugins.telephony.calls import CallDirection, CallRecord, CallStatus, CallUpdate, RingingNotice, parse_number
+
+from .calls import CallDirection, CallRecord, CallStatus, CallUpdate, RingingNotice, parse_number
 
 log = structlog.get_logger("hub.telephony.zadarma")
 

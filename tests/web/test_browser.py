@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
+from crm_hub_plugins.email import plugin as email_plugin
+from crm_hub_plugins.telephony import plugin as telephony_plugin
+from crm_hub_plugins.telephony.sandbox import AMISandbox, generate_call
 from hub.core.events import DealObservation, SourceRef
 from hub.core.users import Users
 from hub.testing import serve_asgi
 from hub.web.app import create_app
-from plugins.email import plugin as email_plugin
-from plugins.telephony import plugin as telephony_plugin
-from plugins.telephony.sandbox import AMISandbox, generate_call
 from tests.conftest import wait_for
 from tests.core.sinks import RecordingSink, SinkPlugin
 from tests.plugins.email.email_servers import PASSWORD as MAIL_PASSWORD

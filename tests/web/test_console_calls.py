@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from crm_hub_plugins.telephony.api import sse
 from hub.web.console.calls import _for_extension
-from plugins.telephony.api import sse
 
 
 def test_only_calls_of_the_operators_extension_and_their_end_pass():

@@ -20,9 +20,9 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from sqlalchemy import func, select
 
+from crm_hub_plugins.telephony import plugin as telephony_plugin
 from hub.core import schema as s
 from hub.web.app import create_app
-from plugins.telephony import plugin as telephony_plugin
 
 GENERIC_TOKEN = "generic-token-0123456789"
 STREAMS = {"/api/calls/live/stream"}  # server-sent events: a request never ends by itself

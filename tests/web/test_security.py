@@ -220,7 +220,7 @@ def test_the_access_log_is_off_on_the_embedded_setup_unless_asked_for(embedded):
 
 
 def test_a_rebound_host_cannot_export_and_an_export_is_logged_with_its_count(embedded):
-    from plugins.excel import plugin as excel_plugin
+    from crm_hub_plugins.excel import plugin as excel_plugin
 
     hub = embedded.hub([("excel", excel_plugin)], http={"access_log": True})
     hub.prepare()

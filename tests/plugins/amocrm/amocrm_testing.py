@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
+from crm_hub_plugins.amocrm.client import AmoCRMClient
+from crm_hub_plugins.amocrm.sandbox import Sandbox, create_app
 from hub.testing import serve_asgi
-from plugins.amocrm.client import AmoCRMClient
-from plugins.amocrm.sandbox import Sandbox, create_app
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "amocrm"
 
@@ -70,9 +70,9 @@ class Connected:
             self.monkeypatch.setenv(f"HUB_AMOCRM__{name}", value)
 
     def hub(self, *extra: tuple[str, Any]) -> Any:
-        import plugins.amocrm.plugin
+        import crm_hub_plugins.amocrm.plugin
 
-        return self.backend.hub([("amocrm", plugins.amocrm.plugin), *extra])
+        return self.backend.hub([("amocrm", crm_hub_plugins.amocrm.plugin), *extra])
 
     @property
     def key(self) -> str:

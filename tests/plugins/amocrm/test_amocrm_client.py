@@ -8,11 +8,11 @@ import httpx
 import pytest
 from amocrm_testing import Running, fixture_json
 
+from crm_hub_plugins.amocrm.client import AccountBanned, AmoCRMClient
+from crm_hub_plugins.amocrm.sandbox import create_app
 from hub.core.errors import ExternalAPIError, FatalDelivery
 from hub.core.ratelimit import RateLimiter
 from hub.testing import serve_asgi
-from plugins.amocrm.client import AccountBanned, AmoCRMClient
-from plugins.amocrm.sandbox import create_app
 
 
 def test_list_all_reads_250_a_page_following_next_links(sandbox: Running) -> None:

@@ -9,17 +9,17 @@ from typing import Any
 import httpx
 from amocrm_testing import WEBHOOK_SECRET
 
-import plugins.amocrm.plugin
+import crm_hub_plugins.amocrm.plugin
+from crm_hub_plugins.amocrm.sandbox import ERROR_429, create_app
 from hub.testing import serve_asgi
 from hub.testing.contract import ConnectorAdapter, ConnectorContract
-from plugins.amocrm.sandbox import ERROR_429, create_app
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 
 
 class AmoCRMAdapter(ConnectorAdapter):
     name = "amocrm"
-    plugin = plugins.amocrm.plugin
+    plugin = crm_hub_plugins.amocrm.plugin
     # custom_field: not offered; the plugin maps a contact's PHONE, EMAIL and POSITION fields, no others yet.
 
     @contextmanager

@@ -8,11 +8,11 @@ from amocrm_testing import WEBHOOK_SECRET, Connected
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from crm_hub_plugins.amocrm.connection import accounts
+from crm_hub_plugins.amocrm.sink import Writer
 from hub.core import schema as s
 from hub.core.events import ClientObservation, SourceRef
 from hub.web.app import create_app
-from plugins.amocrm.connection import accounts
-from plugins.amocrm.sink import Writer
 
 ROUTE = f"/webhooks/amocrm/{WEBHOOK_SECRET}"
 FORM = {"content-type": "application/x-www-form-urlencoded"}

@@ -21,7 +21,7 @@ from amocrm.v2.interaction import GenericInteraction  # noqa: E402
 from amocrm.v2.manager import Manager  # noqa: E402
 from amocrm.v2.tokens import MemoryTokensStorage, TokenManager  # noqa: E402
 
-from plugins.amocrm.client import OAuthSession  # noqa: E402
+from crm_hub_plugins.amocrm.client import OAuthSession  # noqa: E402
 
 
 class LoopbackSession(requests.Session):  # type: ignore[name-defined]

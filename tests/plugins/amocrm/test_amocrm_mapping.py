@@ -7,8 +7,7 @@ from typing import Any, Literal
 
 from amocrm_testing import Running
 
-from hub.core.events import ClientKey, ClientView, ItemView, RefView
-from plugins.amocrm.mapping import (
+from crm_hub_plugins.amocrm.mapping import (
     LeadMapping,
     Pipelines,
     call_payload,
@@ -22,6 +21,7 @@ from plugins.amocrm.mapping import (
     task_observation,
     task_payload,
 )
+from hub.core.events import ClientKey, ClientView, ItemView, RefView
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 

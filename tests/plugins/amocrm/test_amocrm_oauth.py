@@ -8,8 +8,8 @@ import httpx
 import pytest
 from amocrm_testing import Running, fixture_json
 
+from crm_hub_plugins.amocrm.client import AmoCRMClient, OAuthSession, OAuthTokens, ReconnectRequired
 from hub.core.errors import ExternalAPIError
-from plugins.amocrm.client import AmoCRMClient, OAuthSession, OAuthTokens, ReconnectRequired
 
 
 class Clock:

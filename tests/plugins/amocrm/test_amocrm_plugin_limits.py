@@ -8,11 +8,11 @@ import pytest
 from amocrm_testing import Connected, fixture_json
 from sqlalchemy import func, select
 
+from crm_hub_plugins.amocrm.connection import accounts
+from crm_hub_plugins.amocrm.sink import Writer
 from hub.core import schema as s
 from hub.core.errors import ExternalAPIError
 from hub.core.events import ClientObservation, SourceRef
-from plugins.amocrm.connection import accounts
-from plugins.amocrm.sink import Writer
 from tests.conftest import wait_for
 
 

@@ -8,10 +8,10 @@ import pytest
 from amocrm_testing import Connected
 from click.testing import CliRunner
 
+from crm_hub_plugins.amocrm.connection import accounts
+from crm_hub_plugins.amocrm.inbound import Inbound
 from hub.cli import build_cli
 from hub.core.plugins import PluginHost
-from plugins.amocrm.connection import accounts
-from plugins.amocrm.inbound import Inbound
 
 
 def cursor(hub: Any, key: str, entity: str) -> Any:
@@ -64,7 +64,7 @@ def test_the_cursor_moves_only_after_the_changes_are_stored(
 
 
 def test_backfill_imports_600_contacts_and_their_leads_250_a_page(connected_embedded: Connected) -> None:
-    import plugins.amocrm.plugin
+    import crm_hub_plugins.amocrm.plugin
 
     sandbox = connected_embedded.sandbox
     contacts = sandbox.admin("seed", {"contacts": 600})["contacts"]
@@ -83,7 +83,7 @@ def test_backfill_imports_600_contacts_and_their_leads_250_a_page(connected_embe
     for name, value in connected_embedded.backend.env().items():
         connected_embedded.monkeypatch.setenv(name, value)
     before = dict(sandbox.sandbox.by_route)
-    host = PluginHost(autoload=False, extra=[("amocrm", plugins.amocrm.plugin)])
+    host = PluginHost(autoload=False, extra=[("amocrm", crm_hub_plugins.amocrm.plugin)])
     result = CliRunner().invoke(build_cli(host), ["amocrm", "backfill"], obj=host, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "clients created" in result.output and "600" in result.output

@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from crm_hub_plugins.amocrm.webhooks import parse_webhook
 from hub.testing import serve_asgi
-from plugins.amocrm.webhooks import parse_webhook
 
 
 def api(sandbox: Running, method: str, path: str, body: Any = None, **params: Any) -> httpx.Response:
@@ -42,7 +42,7 @@ def test_unauthorised_and_over_limit_answers_are_the_documented_bodies(sandbox: 
 
 
 def test_rate_limit_answer_is_the_documented_429_body() -> None:
-    from plugins.amocrm.sandbox import create_app
+    from crm_hub_plugins.amocrm.sandbox import create_app
 
     app = create_app(rate_limit=1, ban_after=100)
     with serve_asgi(app) as url:
@@ -158,7 +158,7 @@ def test_every_change_is_posted_as_a_v2_form_webhook_in_the_background() -> None
         received.append((request.headers["user-agent"], await request.body()))
         return Response("ok")
 
-    from plugins.amocrm.sandbox import create_app
+    from crm_hub_plugins.amocrm.sandbox import create_app
 
     receiver = Starlette(routes=[Route("/webhooks/amocrm/secret", hook, methods=["POST"])])
     with serve_asgi(receiver) as hub_url:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from plugins.amocrm.settings import AmoCRMSettings
+from crm_hub_plugins.amocrm.settings import AmoCRMSettings
 
 TOKEN = "eyJ0eXAiOiJKV1Qi.super-secret-token"
 SECRET = SecretStr(TOKEN)

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from crm_hub_plugins.amocrm.sandbox import create_app
 from hub.core.events import ClientObservation, SourceRef
 from hub.testing import free_port, serve_asgi
-from plugins.amocrm.sandbox import create_app
 from tests.conftest import wait_for
 
 HUB = str(Path(sys.executable).parent / "hub")

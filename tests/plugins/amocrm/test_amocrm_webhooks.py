@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from amocrm_testing import fixture_json, fixture_text
 
+from crm_hub_plugins.amocrm.webhooks import encode_nested_form, parse_nested_form, parse_webhook
 from hub.core.errors import BadInput
-from plugins.amocrm.webhooks import encode_nested_form, parse_nested_form, parse_webhook
 
 
 def test_captured_contact_add_body_becomes_one_contact_hint_with_its_account() -> None:

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from crm_hub_plugins.bitrix24.client import Bitrix24Client
+from crm_hub_plugins.bitrix24.sandbox import Bitrix24Sandbox, create_app
 from hub.testing import serve_asgi
-from plugins.bitrix24.client import Bitrix24Client
-from plugins.bitrix24.sandbox import Bitrix24Sandbox, create_app
 
 
 @dataclass
@@ -85,9 +85,9 @@ class Wired:
         )
 
     def hub(self, *extra: tuple[str, Any]) -> Any:
-        import plugins.bitrix24.plugin
+        import crm_hub_plugins.bitrix24.plugin
 
-        return self.backend.hub([("bitrix24", plugins.bitrix24.plugin), *extra])
+        return self.backend.hub([("bitrix24", crm_hub_plugins.bitrix24.plugin), *extra])
 
     @property
     def key(self) -> str:

@@ -10,9 +10,9 @@ import httpx
 import pytest
 from bitrix24_testing import Portal
 
+from crm_hub_plugins.bitrix24.client import Bitrix24Client, OAuthSession, OAuthTokens
 from hub.core.errors import ExternalAPIError, FatalDelivery
 from hub.core.ratelimit import RateLimiter
-from plugins.bitrix24.client import Bitrix24Client, OAuthSession, OAuthTokens
 
 
 def test_ten_thousand_contacts_are_read_in_four_requests(portal: Portal) -> None:

@@ -9,8 +9,8 @@ import httpx
 import pytest
 from bitrix24_testing import Portal
 
-from plugins.bitrix24.inbound import READ
-from plugins.bitrix24.sink import METHOD
+from crm_hub_plugins.bitrix24.inbound import READ
+from crm_hub_plugins.bitrix24.sink import METHOD
 
 ROOT = Path(__file__).resolve().parents[3]
 DOC = ROOT / "docs" / "plugins" / "bitrix24.md"

@@ -6,16 +6,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import plugins.bitrix24.plugin
+import crm_hub_plugins.bitrix24.plugin
+from crm_hub_plugins.bitrix24.sandbox import create_app
 from hub.core.formcodec import encode
 from hub.testing import serve_asgi
 from hub.testing.contract import ConnectorAdapter, ConnectorContract
-from plugins.bitrix24.sandbox import create_app
 
 
 class Bitrix24Adapter(ConnectorAdapter):
     name = "bitrix24"
-    plugin = plugins.bitrix24.plugin
+    plugin = crm_hub_plugins.bitrix24.plugin
     custom_field = ("UF_CRM_TARIFF", "Золотой")
 
     @contextmanager

@@ -8,8 +8,7 @@ from typing import Any, Literal
 
 from bitrix24_testing import Portal
 
-from hub.core.events import ClientView, ItemView, RefView
-from plugins.bitrix24.mapping import (
+from crm_hub_plugins.bitrix24.mapping import (
     activity_fields,
     activity_observation,
     client_echoes,
@@ -25,6 +24,7 @@ from plugins.bitrix24.mapping import (
     externalcall_params,
     multifield_additions,
 )
+from hub.core.events import ClientView, ItemView, RefView
 
 ACCOUNT = "acme.bitrix24.ru"
 NOW = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)

@@ -8,11 +8,11 @@ from bitrix24_testing import Wired
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
+from crm_hub_plugins.bitrix24.connection import portals
+from crm_hub_plugins.bitrix24.offline import OfflineEvents
 from hub.cli import build_cli
 from hub.core import schema as s
 from hub.core.plugins import PluginHost
-from plugins.bitrix24.connection import portals
-from plugins.bitrix24.offline import OfflineEvents
 
 
 def inbox_count(hub: Any) -> int:
@@ -21,13 +21,13 @@ def inbox_count(hub: Any) -> int:
 
 
 def test_offline_events_are_bound_fetched_stored_then_cleared(wired_embedded: Wired) -> None:
-    import plugins.bitrix24.plugin
+    import crm_hub_plugins.bitrix24.plugin
 
     wired_embedded.env(EVENTS="offline")
     wired_embedded.monkeypatch.delenv("HUB_BITRIX24__APPLICATION_TOKEN")  # no inbound route needed
     for name, value in wired_embedded.backend.env().items():
         wired_embedded.monkeypatch.setenv(name, value)
-    host = PluginHost(autoload=False, extra=[("bitrix24", plugins.bitrix24.plugin)])
+    host = PluginHost(autoload=False, extra=[("bitrix24", crm_hub_plugins.bitrix24.plugin)])
     result = CliRunner().invoke(build_cli(host), ["bitrix24", "bind"], obj=host)
     assert result.exit_code == 0 and "offline queue" in result.output, result.output
     sandbox = wired_embedded.portal.sandbox

@@ -15,14 +15,14 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from test_bitrix24_plugin_sink import running, settle
 
+from crm_hub_plugins.bitrix24.connection import portals
+from crm_hub_plugins.bitrix24.inbound import Inbound
+from crm_hub_plugins.bitrix24.settings import Bitrix24Section
+from crm_hub_plugins.bitrix24.sink import Writer
 from hub.core.errors import ExternalAPIError, FatalDelivery
 from hub.core.events import ClientKey, ClientObservation, InteractionObservation, SourceRef
 from hub.core.formcodec import encode
 from hub.web.app import create_app
-from plugins.bitrix24.connection import portals
-from plugins.bitrix24.inbound import Inbound
-from plugins.bitrix24.settings import Bitrix24Section
-from plugins.bitrix24.sink import Writer
 from tests.conftest import wait_for
 
 

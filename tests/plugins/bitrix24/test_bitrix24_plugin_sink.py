@@ -12,6 +12,8 @@ import pytest
 from bitrix24_testing import Wired
 from sqlalchemy import func, select
 
+from crm_hub_plugins.bitrix24.cli import EVENTS
+from crm_hub_plugins.bitrix24.connection import portals
 from hub.core import schema as s
 from hub.core.events import (
     ClientKey,
@@ -23,8 +25,6 @@ from hub.core.events import (
 )
 from hub.testing import serve_asgi
 from hub.web.app import create_app
-from plugins.bitrix24.cli import EVENTS
-from plugins.bitrix24.connection import portals
 from tests.conftest import wait_for
 from tests.core.sinks import RecordingSink, SinkPlugin
 
@@ -197,8 +197,8 @@ def test_a_deal_from_amocrm_becomes_a_deal_with_the_mapped_stage(wired: Wired) -
 def test_the_read_back_of_the_hub_s_own_write_is_known_from_the_ledger_without_a_lookup(
     wired: Wired, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from plugins.bitrix24.connection import portals
-    from plugins.bitrix24.inbound import Inbound
+    from crm_hub_plugins.bitrix24.connection import portals
+    from crm_hub_plugins.bitrix24.inbound import Inbound
 
     contacts = wired.portal.sandbox.crm.records["contact"]
     with running(wired) as (hub, _other):

@@ -9,10 +9,10 @@ import pytest
 from bitrix24_testing import Wired
 from click.testing import CliRunner
 
+from crm_hub_plugins.bitrix24.connection import portals
+from crm_hub_plugins.bitrix24.reconcile import PortalReconciler
 from hub.cli import build_cli
 from hub.core.plugins import PluginHost
-from plugins.bitrix24.connection import portals
-from plugins.bitrix24.reconcile import PortalReconciler
 
 
 def cursor(hub: Any, entity: str) -> Any:
@@ -68,11 +68,11 @@ def test_the_cursor_moves_only_after_the_changes_are_stored(
 
 
 def run_cli(wired: Wired, *args: str, expect_ok: bool = True) -> Any:
-    import plugins.bitrix24.plugin
+    import crm_hub_plugins.bitrix24.plugin
 
     for name, value in wired.backend.env().items():
         wired.monkeypatch.setenv(name, value)
-    host = PluginHost(autoload=False, extra=[("bitrix24", plugins.bitrix24.plugin)])
+    host = PluginHost(autoload=False, extra=[("bitrix24", crm_hub_plugins.bitrix24.plugin)])
     result = CliRunner().invoke(build_cli(host), ["bitrix24", *args], obj=host, catch_exceptions=False)
     if expect_ok:
         assert result.exit_code == 0, result.output

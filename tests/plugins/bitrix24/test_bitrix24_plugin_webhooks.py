@@ -11,10 +11,10 @@ from bitrix24_testing import Wired
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from crm_hub_plugins.bitrix24.webhooks import parse_event
 from hub.core import schema as s
 from hub.core.formcodec import encode
 from hub.web.app import create_app
-from plugins.bitrix24.webhooks import parse_event
 
 ROUTE = "/webhooks/bitrix24"
 FORM = {"content-type": "application/x-www-form-urlencoded"}

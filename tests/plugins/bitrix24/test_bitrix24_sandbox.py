@@ -14,9 +14,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from crm_hub_plugins.bitrix24.webhooks import parse_and_verify
 from hub.core.formcodec import decode, encode
 from hub.testing import serve_asgi
-from plugins.bitrix24.webhooks import parse_and_verify
 
 
 def rest(portal: Portal, method: str, params: dict[str, Any] | None = None, *, form: bool = False) -> httpx.Response:

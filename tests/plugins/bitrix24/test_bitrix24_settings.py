@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from plugins.bitrix24.settings import Bitrix24Settings
+from crm_hub_plugins.bitrix24.settings import Bitrix24Settings
 
 WEBHOOK = "https://acme.bitrix24.ru/rest/1/q1w2e3r4t5y6u7i8/"
 

@@ -9,17 +9,17 @@ import structlog
 from bitrix24_testing import Portal, Wired
 from click.testing import CliRunner
 
+from crm_hub_plugins.bitrix24.sandbox import create_app
 from hub.cli import build_cli
 from hub.core.plugins import PluginHost
-from plugins.bitrix24.sandbox import create_app
 
 
 def invoke(wired: Wired, *args: str) -> Any:
-    import plugins.bitrix24.plugin
+    import crm_hub_plugins.bitrix24.plugin
 
     for name, value in wired.backend.env().items():
         wired.monkeypatch.setenv(name, value)
-    host = PluginHost(autoload=False, extra=[("bitrix24", plugins.bitrix24.plugin)])
+    host = PluginHost(autoload=False, extra=[("bitrix24", crm_hub_plugins.bitrix24.plugin)])
     return CliRunner().invoke(build_cli(host), list(args), obj=host)
 
 
@@ -73,8 +73,8 @@ def test_backfill_reads_comments_per_contact_and_company(wired_embedded: Wired) 
     for n in range(60):  # more than one page on one element
         crm.add("comment", {"ENTITY_TYPE": "company", "ENTITY_ID": company, "COMMENT": f"Заметка {n}"}, emit=False)
     hub = wired_embedded.hub()
-    from plugins.bitrix24.connection import portals
-    from plugins.bitrix24.reconcile import PortalReconciler
+    from crm_hub_plugins.bitrix24.connection import portals
+    from crm_hub_plugins.bitrix24.reconcile import PortalReconciler
 
     summary = PortalReconciler(portals(hub).get()).backfill_since()
     [comments] = [o for o in summary.outcomes if o.entity == "timeline_comment"]

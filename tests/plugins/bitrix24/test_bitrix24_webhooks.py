@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import pytest
 from bitrix24_payloads import fixture_json, fixture_text
 
+from crm_hub_plugins.bitrix24.webhooks import parse_and_verify, parse_event, verify_event
 from hub.core.errors import BadInput
 from hub.core.formcodec import encode
-from plugins.bitrix24.webhooks import parse_and_verify, parse_event, verify_event
 
 RAW_TOKEN = "3c6c9248ec54af6bea1159b43ee0ab32"
 

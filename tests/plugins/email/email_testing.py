@@ -49,9 +49,9 @@ class Wired:
         self.env(SMTP__HOST=smtp.host, SMTP__PORT=str(smtp.port), SMTP__SECURITY="none")
 
     def hub(self, **overrides: Any) -> Any:
-        import plugins.email.plugin
+        import crm_hub_plugins.email.plugin
 
-        hub = self.backend.hub([("email", plugins.email.plugin)], **overrides)
+        hub = self.backend.hub([("email", crm_hub_plugins.email.plugin)], **overrides)
         hub.prepare()
         return hub
 
@@ -69,8 +69,8 @@ def wired_any(backend: Any, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -
 
 def sync_once(hub: Any, key: str | None = None) -> Any:
     """One ``hub email sync`` pass, as the CLI runs it."""
-    from plugins.email.connection import accounts
-    from plugins.email.sync import MailboxSync
+    from crm_hub_plugins.email.connection import accounts
+    from crm_hub_plugins.email.sync import MailboxSync
 
     account = accounts(hub).get(key)
     conn = account.connect()

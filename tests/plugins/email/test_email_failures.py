@@ -15,11 +15,11 @@ import structlog
 from click.testing import CliRunner
 from email_testing import emails_of, message, sync_once
 
+from crm_hub_plugins.email.client import LoginRefused, Unreachable
+from crm_hub_plugins.email.connection import accounts
+from crm_hub_plugins.email.listener import MailboxListener
 from hub.cli import build_cli
 from hub.core.plugins import PluginHost
-from plugins.email.client import LoginRefused, Unreachable
-from plugins.email.connection import accounts
-from plugins.email.listener import MailboxListener
 from tests.conftest import wait_for
 
 
@@ -65,9 +65,9 @@ def test_hub_email_sync_reports_a_mailbox_that_is_down(wired: Any) -> None:
     wired.dovecot.append("INBOX", message())
     for name, value in wired.backend.env().items():
         wired.monkeypatch.setenv(name, value)
-    import plugins.email.plugin
+    import crm_hub_plugins.email.plugin
 
-    host = PluginHost(autoload=False, extra=[("email", plugins.email.plugin)])
+    host = PluginHost(autoload=False, extra=[("email", crm_hub_plugins.email.plugin)])
     command = build_cli(host)
     runner = CliRunner()
     ok = runner.invoke(command, ["email", "sync", "--json"], obj=host)
@@ -165,7 +165,7 @@ def test_thousands_on_the_first_sync_show_progress_and_resume_after_a_crash(wire
         daemon=True,
     )
     stopper.start()
-    from plugins.email.sync import MailboxSync
+    from crm_hub_plugins.email.sync import MailboxSync
 
     with pytest.raises(Unreachable):
         MailboxSync(account).sync(conn)
@@ -187,7 +187,7 @@ def test_thousands_on_the_first_sync_show_progress_and_resume_after_a_crash(wire
 
 
 def _zero() -> Any:
-    from plugins.email.connection import Cursor
+    from crm_hub_plugins.email.connection import Cursor
 
     return Cursor(0, 0)
 
@@ -224,7 +224,7 @@ def test_cpython_email_corpus_goes_through_the_sync_and_the_hub_keeps_serving(wi
 def test_tls_and_starttls_check_the_certificate(embedded: Any, tmp_path: Path, monkeypatch: Any, security: str) -> None:
     from email_servers import PASSWORD, USER, running_dovecot
 
-    import plugins.email.plugin
+    import crm_hub_plugins.email.plugin
 
     with running_dovecot(tmp_path, tls=True) as server:
         server.append("INBOX", message())
@@ -232,11 +232,11 @@ def test_tls_and_starttls_check_the_certificate(embedded: Any, tmp_path: Path, m
         for name, value in {"HOST": "127.0.0.1", "PORT": str(port), "USERNAME": USER, "PASSWORD": PASSWORD}.items():
             monkeypatch.setenv(f"HUB_EMAIL__IMAP__{name}", value)
         monkeypatch.setenv("HUB_EMAIL__IMAP__SECURITY", security)
-        hub = embedded.hub([("email", plugins.email.plugin)])
+        hub = embedded.hub([("email", crm_hub_plugins.email.plugin)])
         with pytest.raises(Unreachable, match="CA_FILE"):
             sync_once(hub)  # a self-signed certificate is not trusted by default
         monkeypatch.setenv("HUB_EMAIL__IMAP__CA_FILE", str(server.ca_file))
-        hub = embedded.hub([("email", plugins.email.plugin)])
+        hub = embedded.hub([("email", crm_hub_plugins.email.plugin)])
         assert sync_once(hub).stored == 1
 
 

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from email_testing import CORPUS
 
-from plugins.email.charsets import decode_bytes, guess_cyrillic
-from plugins.email.html import html_to_text
-from plugins.email.matching import Company, decide
-from plugins.email.mime import decode_words, parse_message
+from crm_hub_plugins.email.charsets import decode_bytes, guess_cyrillic
+from crm_hub_plugins.email.html import html_to_text
+from crm_hub_plugins.email.matching import Company, decide
+from crm_hub_plugins.email.mime import decode_words, parse_message
 
 EXPECTED: dict[str, dict[str, Any]] = json.loads((CORPUS / "expected.json").read_text(encoding="utf-8"))
 COMPANY = Company.of(["crm@example.test"], ["firma.ru"])

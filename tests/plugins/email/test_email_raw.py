@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from plugins.email.raw import record_message
+from crm_hub_plugins.email.raw import record_message
 
 COMPANY = "sales@torgdom.example"
 FIRST = (

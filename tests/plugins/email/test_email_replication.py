@@ -11,9 +11,9 @@ from tests.conftest import wait_for
 
 
 def test_an_email_from_dovecot_becomes_a_bitrix24_email_activity(wired: Any) -> None:
-    import plugins.bitrix24.plugin
-    import plugins.email.plugin
-    from plugins.bitrix24.sandbox import create_app
+    import crm_hub_plugins.bitrix24.plugin
+    import crm_hub_plugins.email.plugin
+    from crm_hub_plugins.bitrix24.sandbox import create_app
 
     app = create_app(rate=1000, burst=1000)
     sandbox = app.state.sandbox
@@ -26,7 +26,9 @@ def test_an_email_from_dovecot_becomes_a_bitrix24_email_activity(wired: Any) -> 
         }.items():
             wired.monkeypatch.setenv(f"HUB_BITRIX24__{name}", value)
         wired.dovecot.append("INBOX", message(subject="Счёт на оплату", body="Пришлите счёт, пожалуйста."))
-        hub = wired.backend.hub([("email", plugins.email.plugin), ("bitrix24", plugins.bitrix24.plugin)])
+        hub = wired.backend.hub(
+            [("email", crm_hub_plugins.email.plugin), ("bitrix24", crm_hub_plugins.bitrix24.plugin)]
+        )
         hub.start("all")
         try:
             crm = sandbox.crm

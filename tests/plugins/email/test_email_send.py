@@ -103,10 +103,10 @@ def test_an_smtp_server_that_is_down_is_a_502_and_nothing_is_recorded(sending: A
 
 
 def test_hub_email_send_from_the_command_line(sending: Any, smtp: Any) -> None:
-    import plugins.email.plugin
+    import crm_hub_plugins.email.plugin
 
     hub = sending.hub()
-    host = PluginHost(autoload=False, extra=[("email", plugins.email.plugin)])
+    host = PluginHost(autoload=False, extra=[("email", crm_hub_plugins.email.plugin)])
     for name, value in sending.backend.env().items():
         sending.monkeypatch.setenv(name, value)
     result = CliRunner().invoke(

@@ -7,15 +7,15 @@ from typing import Any
 
 import pytest
 
+from crm_hub_plugins.email.connection import accounts
+from crm_hub_plugins.email.settings import EmailSection, ImapSettings
 from hub.core.errors import ConfigError
-from plugins.email.connection import accounts
-from plugins.email.settings import EmailSection, ImapSettings
 
 
 def _hub(embedded: Any, **overrides: Any) -> Any:
-    import plugins.email.plugin
+    import crm_hub_plugins.email.plugin
 
-    return embedded.hub([("email", plugins.email.plugin)], **overrides)
+    return embedded.hub([("email", crm_hub_plugins.email.plugin)], **overrides)
 
 
 def test_one_mailbox_from_the_environment(embedded: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from email_testing import CORPUS, emails_of, message, sync_once
 
-from plugins.email.connection import accounts
+from crm_hub_plugins.email.connection import accounts
 
 EXPECTED: dict[str, dict[str, Any]] = json.loads((CORPUS / "expected.json").read_text(encoding="utf-8"))
 

@@ -11,11 +11,11 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 
+from crm_hub_plugins.excel import plugin as excel_plugin
 from hub.cli import build_cli
 from hub.core import schema as s
 from hub.core.hub import Hub
 from hub.core.plugins import PluginHost
-from plugins.excel import plugin as excel_plugin
 
 PLUGINS = [("excel", excel_plugin)]
 

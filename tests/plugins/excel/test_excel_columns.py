@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from crm_hub_plugins.excel.columns import MappingFile, build_layout, field_for_header, find_header, load_mapping
 from hub.core.errors import BadInput
-from plugins.excel.columns import MappingFile, build_layout, field_for_header, find_header, load_mapping
 
 
 @pytest.mark.parametrize(

@@ -13,10 +13,10 @@ import pytest
 from openpyxl import Workbook, load_workbook
 from openpyxl.cell import WriteOnlyCell
 
+from crm_hub_plugins.excel.export import neutralise, write_clients_xlsx
+from crm_hub_plugins.excel.importer import plan_import
+from crm_hub_plugins.excel.reader import open_sheet
 from hub.core.events import ClientView, ItemView, RefView
-from plugins.excel.export import neutralise, write_clients_xlsx
-from plugins.excel.importer import plan_import
-from plugins.excel.reader import open_sheet
 
 CREATED = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
 
@@ -185,7 +185,7 @@ MEMORY_PROBE = """
 import resource, sys
 from pathlib import Path
 from hub.core.events import ClientView
-from plugins.excel.export import write_clients_xlsx
+from crm_hub_plugins.excel.export import write_clients_xlsx
 
 template = ClientView.model_validate_json(sys.argv[2])
 

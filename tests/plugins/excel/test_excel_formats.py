@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from excel_workbooks import write_csv, write_ods, write_ole, write_xls, write_xlsx
 
+from crm_hub_plugins.excel.formats import SpreadsheetFormat, detect_format
+from crm_hub_plugins.excel.reader import list_sheets, open_sheet
 from hub.core.errors import BadInput
-from plugins.excel.formats import SpreadsheetFormat, detect_format
-from plugins.excel.reader import list_sheets, open_sheet
 
 ROWS = [["ФИО", "Телефон"], ["Иванов Иван", "+79161234567"]]
 

@@ -13,8 +13,8 @@ from excel_workbooks import write_xlsx
 from messy_base import MessyBase, generate, score
 from openpyxl import load_workbook
 
+from crm_hub_plugins.excel.apply import run_import
 from hub.core import schema as s
-from plugins.excel.apply import run_import
 from tests.conftest import Backend
 
 ROWS = 2000

@@ -9,9 +9,9 @@ import pytest
 from excel_workbooks import write_csv, write_ods, write_xls, write_xlsx
 from openpyxl import Workbook, load_workbook
 
+from crm_hub_plugins.excel.importer import REASON_HEADER, plan_import, write_rejected
 from hub.core.errors import BadInput
 from hub.core.events import ClientObservation, observation_adapter
-from plugins.excel.importer import REASON_HEADER, plan_import, write_rejected
 
 TITLE = ["Клиенты отдела продаж", None, None, None, None, None]
 HEADER = ["ФИО", "Тел.", "Почта", "Организация", "ИНН", "Дата"]

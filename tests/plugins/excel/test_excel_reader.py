@@ -10,8 +10,8 @@ import xlwt
 from excel_workbooks import set_cached_values, write_csv, write_ods, write_xls, write_xlsx
 from openpyxl import Workbook
 
+from crm_hub_plugins.excel.reader import cell_text, open_sheet
 from hub.core.errors import BadInput
-from plugins.excel.reader import cell_text, open_sheet
 
 
 def rows_of(path: Path, **kwargs: str) -> list[tuple[int, list[str]]]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from plugins.excel.settings import ExcelSettings
+from crm_hub_plugins.excel.settings import ExcelSettings
 
 
 def test_defaults_watch_nothing_and_defer_the_region_to_the_hub() -> None:

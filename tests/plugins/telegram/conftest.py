@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
+from crm_hub_plugins.telegram import plugin as telegram_plugin
+from crm_hub_plugins.telegram.sandbox import create_app
 from hub.testing import serve_asgi
-from plugins.telegram import plugin as telegram_plugin
-from plugins.telegram.sandbox import create_app
 
 
 class Sandbox:

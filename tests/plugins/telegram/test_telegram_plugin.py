@@ -8,11 +8,11 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from crm_hub_plugins.telegram.mapping import NotForTheHub, message_observations, user_ref
+from crm_hub_plugins.telegram.plugin import bot
 from hub.core.events import ClientObservation, SourceRef
 from hub.testing import serve_asgi
 from hub.web.app import create_app
-from plugins.telegram.mapping import NotForTheHub, message_observations, user_ref
-from plugins.telegram.plugin import bot
 from tests.conftest import wait_for
 
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from crm_hub_plugins.telephony import plugin as telephony_plugin
+from crm_hub_plugins.telephony.sandbox import AmiEvent, AMISandbox, load_ami_session
 from hub.core.events import ItemView
 from hub.core.hub import Hub
-from plugins.telephony import plugin as telephony_plugin
-from plugins.telephony.sandbox import AmiEvent, AMISandbox, load_ami_session
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "telephony"
 AMI_SESSIONS = sorted(p.stem for p in (FIXTURES / "ami").glob("*.json") if p.stem != "expected")

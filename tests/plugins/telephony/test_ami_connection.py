@@ -10,10 +10,10 @@ from contextlib import contextmanager
 
 import pytest
 
-from plugins.telephony.ami import AMIConnection, OriginateRequest
-from plugins.telephony.asterisk import AsteriskCallTracker
-from plugins.telephony.calls import CallRecord, CallUpdate, OriginateResult, RingingNotice
-from plugins.telephony.sandbox import AMISandbox, generate_call
+from crm_hub_plugins.telephony.ami import AMIConnection, OriginateRequest
+from crm_hub_plugins.telephony.asterisk import AsteriskCallTracker
+from crm_hub_plugins.telephony.calls import CallRecord, CallUpdate, OriginateResult, RingingNotice
+from crm_hub_plugins.telephony.sandbox import AMISandbox, generate_call
 
 from .conftest import ami_session
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from crm_hub_plugins.telephony.ami import AMIDecoder, OriginateRequest, encode_action, login_action, originate_action
 from hub.core.errors import BadInput
-from plugins.telephony.ami import AMIDecoder, OriginateRequest, encode_action, login_action, originate_action
 
 NAME_PACKET = (
     "Event: Newchannel\r\nChannel: PJSIP/trunk-00000001\r\nCallerIDNum: 79161234567\r\n"

@@ -8,9 +8,9 @@ from datetime import datetime
 
 import pytest
 
-from plugins.telephony.asterisk import AsteriskCallTracker
-from plugins.telephony.calls import CallRecord, RingingNotice
-from plugins.telephony.sandbox import generate_call
+from crm_hub_plugins.telephony.asterisk import AsteriskCallTracker
+from crm_hub_plugins.telephony.calls import CallRecord, RingingNotice
+from crm_hub_plugins.telephony.sandbox import generate_call
 
 from .conftest import AMI_SESSIONS, ami_session
 
@@ -171,8 +171,8 @@ def test_channel_listing_after_reconnect_closes_calls_that_ended_meanwhile() -> 
 
 
 def test_failed_originate_is_reported_against_its_action_id() -> None:
-    from plugins.telephony.calls import OriginateResult
-    from plugins.telephony.sandbox import originate_events
+    from crm_hub_plugins.telephony.calls import OriginateResult
+    from crm_hub_plugins.telephony.sandbox import originate_events
 
     updates = AsteriskCallTracker().feed_all(
         originate_events("act-1", channel="PJSIP/101", exten="89161234567", answer=False)

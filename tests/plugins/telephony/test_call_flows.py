@@ -1,7 +1,7 @@
 """Call flows a manager sees: one call per outside party and conversation, answered only if someone talked to
 the customer, the operator is who answered for the company (never a trunk), transfers keep their chain.
 
-Constructed sessions (``plugins.telephony.flows``, modelled on the recorded ones) and the recorded cacofonisk
+Constructed sessions (``crm_hub_plugins.telephony.flows``, modelled on the recorded ones) and the recorded cacofonisk
 sessions with the outcomes that library's own tests give, followed by the tracker and replayed over real TCP
 to a running hub (writes split at every byte offset, a dropped connection mid-call).
 """
@@ -17,15 +17,15 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from crm_hub_plugins.telephony.ami import AMIDecoder
+from crm_hub_plugins.telephony.asterisk import AsteriskCallTracker
+from crm_hub_plugins.telephony.calls import CallRecord
+from crm_hub_plugins.telephony.flows import Expected, Outcome, Session, expected_outcome, flows, named_caller, outcomes
+from crm_hub_plugins.telephony.runtime import telephony
+from crm_hub_plugins.telephony.sandbox import AMISandbox, encode_packet
 from hub.core.events import ClientObservation, SourceRef
 from hub.core.hub import Hub
 from hub.web.app import create_app
-from plugins.telephony.ami import AMIDecoder
-from plugins.telephony.asterisk import AsteriskCallTracker
-from plugins.telephony.calls import CallRecord
-from plugins.telephony.flows import Expected, Outcome, Session, expected_outcome, flows, named_caller, outcomes
-from plugins.telephony.runtime import telephony
-from plugins.telephony.sandbox import AMISandbox, encode_packet
 from tests.conftest import wait_for
 
 from .conftest import AMI_SESSIONS, FIXTURES, ami_session, ami_settings, calls_on_timeline

@@ -14,13 +14,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from crm_hub_plugins.telephony.ami import AMIDecoder
+from crm_hub_plugins.telephony.asterisk import AsteriskCallTracker
+from crm_hub_plugins.telephony.calls import CallRecord, call_observations
+from crm_hub_plugins.telephony.generic import GenericCallAssembler, GenericCallEvent
+from crm_hub_plugins.telephony.mango import MangoCallAssembler, verify_mango_form
+from crm_hub_plugins.telephony.zadarma import SIGNED_FIELDS, ZadarmaCallAssembler
 from hub.core.errors import BadInput
-from plugins.telephony.ami import AMIDecoder
-from plugins.telephony.asterisk import AsteriskCallTracker
-from plugins.telephony.calls import CallRecord, call_observations
-from plugins.telephony.generic import GenericCallAssembler, GenericCallEvent
-from plugins.telephony.mango import MangoCallAssembler, verify_mango_form
-from plugins.telephony.zadarma import SIGNED_FIELDS, ZadarmaCallAssembler
 
 from .conftest import ami_session, ticking_clock
 
@@ -101,8 +101,8 @@ def test_mango_form_verification_only_ever_refuses_with_bad_input(form: dict[str
 
 
 def test_mango_json_nested_deep_is_refused_not_a_crash() -> None:
+    from crm_hub_plugins.telephony.mango import signed_form
     from hub.core.jsontext import BadJSON
-    from plugins.telephony.mango import signed_form
 
     form = signed_form("[" * 50_000 + "]" * 50_000, api_key="k", api_salt="s")
     with pytest.raises(BadJSON):

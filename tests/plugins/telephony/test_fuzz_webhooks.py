@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from crm_hub_plugins.telephony.sandbox import MangoSender, ZadarmaSender
 from hub.core import schema as s
 from hub.core.errors import BadInput
 from hub.core.events import ClientKey, InteractionObservation, SourceRef
 from hub.web.app import create_app
-from plugins.telephony.sandbox import MangoSender, ZadarmaSender
 
 from .conftest import MANGO_KEY, MANGO_SALT, ZADARMA_SECRET
 from .test_fuzz_parsers import GENERIC_EVENT, JSONISH, MANGO_PAYLOAD, TEXT, ZADARMA_FORM

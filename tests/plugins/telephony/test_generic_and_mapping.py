@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
+from crm_hub_plugins.telephony.calls import CallRecord, RingingNotice, call_observations, parse_number
+from crm_hub_plugins.telephony.generic import GenericCallAssembler, GenericCallEvent
+from crm_hub_plugins.telephony.stats import call_stats
 from hub.core.events import InteractionObservation, TaskObservation
-from plugins.telephony.calls import CallRecord, RingingNotice, call_observations, parse_number
-from plugins.telephony.generic import GenericCallAssembler, GenericCallEvent
-from plugins.telephony.stats import call_stats
 
 T0 = datetime(2025, 11, 17, 7, 0, tzinfo=UTC)
 

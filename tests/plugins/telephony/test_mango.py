@@ -8,11 +8,11 @@ import random
 import httpx
 import pytest
 
+from crm_hub_plugins.telephony.calls import CallRecord, RingingNotice
+from crm_hub_plugins.telephony.mango import MangoCallAssembler, callback_request, send_callback, verify_mango_form
+from crm_hub_plugins.telephony.sandbox import MangoSender, create_app
 from hub.core.errors import BadInput, ExternalAPIError
 from hub.testing import serve_asgi
-from plugins.telephony.calls import CallRecord, RingingNotice
-from plugins.telephony.mango import MangoCallAssembler, callback_request, send_callback, verify_mango_form
-from plugins.telephony.sandbox import MangoSender, create_app
 
 from .conftest import FIXTURES
 

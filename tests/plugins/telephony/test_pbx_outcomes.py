@@ -12,12 +12,12 @@ from zoneinfo import ZoneInfo
 
 from fastapi.testclient import TestClient
 
+from crm_hub_plugins.telephony.calls import CallRecord
+from crm_hub_plugins.telephony.mango import MangoCallAssembler
+from crm_hub_plugins.telephony.sandbox import MangoSender, ZadarmaSender
+from crm_hub_plugins.telephony.zadarma import ZadarmaCallAssembler
 from hub.core.hub import Hub
 from hub.web.app import create_app
-from plugins.telephony.calls import CallRecord
-from plugins.telephony.mango import MangoCallAssembler
-from plugins.telephony.sandbox import MangoSender, ZadarmaSender
-from plugins.telephony.zadarma import ZadarmaCallAssembler
 from tests.conftest import wait_for
 
 from .conftest import MANGO_KEY, MANGO_SALT, ZADARMA_SECRET, calls_on_timeline

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
+from crm_hub_plugins.telephony.sandbox import AMISandbox, generate_call
 from hub.core.events import ClientObservation, SourceRef
-from plugins.telephony.sandbox import AMISandbox, generate_call
 from tests.conftest import wait_for
 from tests.core.sinks import RecordingSink, SinkPlugin
 

@@ -8,13 +8,13 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
+from crm_hub_plugins.telephony import plugin as telephony_plugin
+from crm_hub_plugins.telephony.sandbox import AMISandbox, MangoSender
+from crm_hub_plugins.telephony.sandbox import create_app as callback_emulator
 from hub.cli import build_cli
 from hub.core.plugins import PluginHost
 from hub.testing import serve_asgi
 from hub.web.app import create_app
-from plugins.telephony import plugin as telephony_plugin
-from plugins.telephony.sandbox import AMISandbox, MangoSender
-from plugins.telephony.sandbox import create_app as callback_emulator
 from tests.conftest import wait_for
 
 from .conftest import MANGO_KEY, MANGO_SALT, ZADARMA_KEY, ZADARMA_SECRET, ami_settings, calls_on_timeline

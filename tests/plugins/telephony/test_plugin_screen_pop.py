@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from fastapi.testclient import TestClient
 
+from crm_hub_plugins.telephony.sandbox import AmiEvent, AMISandbox, generate_call
 from hub.core.events import ClientKey, ClientObservation, DealObservation, InteractionObservation, SourceRef
 from hub.testing import serve_asgi
 from hub.web.app import create_app
-from plugins.telephony.sandbox import AmiEvent, AMISandbox, generate_call
 from tests.conftest import wait_for
 
 from .conftest import ami_settings

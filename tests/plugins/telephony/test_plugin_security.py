@@ -10,13 +10,13 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
+from crm_hub_plugins.telephony import plugin as telephony_plugin
+from crm_hub_plugins.telephony.clicktocall import ORIGINATE_SCOPE
+from crm_hub_plugins.telephony.replay import INDEX_SCOPE, ZadarmaReplayGuard
+from crm_hub_plugins.telephony.sandbox import AMISandbox, ZadarmaSender
 from hub.cli import build_cli
 from hub.core.plugins import PluginHost
 from hub.web.app import create_app
-from plugins.telephony import plugin as telephony_plugin
-from plugins.telephony.clicktocall import ORIGINATE_SCOPE
-from plugins.telephony.replay import INDEX_SCOPE, ZadarmaReplayGuard
-from plugins.telephony.sandbox import AMISandbox, ZadarmaSender
 from tests.conftest import wait_for
 
 from .conftest import ZADARMA_SECRET, ami_settings, calls_on_timeline, tasks_on_timeline

@@ -9,12 +9,12 @@ from zoneinfo import ZoneInfo
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
+from crm_hub_plugins.telephony import plugin as telephony_plugin
+from crm_hub_plugins.telephony.calls import CallRecord, CallStatus, parse_number
+from crm_hub_plugins.telephony.runtime import telephony
 from hub.cli import build_cli
 from hub.core.plugins import PluginHost
 from hub.web.app import create_app
-from plugins.telephony import plugin as telephony_plugin
-from plugins.telephony.calls import CallRecord, CallStatus, parse_number
-from plugins.telephony.runtime import telephony
 
 MSK = ZoneInfo("Europe/Moscow")
 

@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 
 from fastapi.testclient import TestClient
 
+from crm_hub_plugins.telephony.intake import INDEX_SCOPE
+from crm_hub_plugins.telephony.runtime import telephony
+from crm_hub_plugins.telephony.sandbox import MangoSender, ZadarmaSender
 from hub.web.app import create_app
-from plugins.telephony.intake import INDEX_SCOPE
-from plugins.telephony.runtime import telephony
-from plugins.telephony.sandbox import MangoSender, ZadarmaSender
 from tests.conftest import wait_for
 
 from .conftest import FIXTURES, MANGO_KEY, MANGO_SALT, ZADARMA_SECRET, calls_on_timeline, tasks_on_timeline

@@ -9,17 +9,17 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 
-from hub.core.errors import BadInput, ExternalAPIError
-from hub.testing import serve_asgi
-from plugins.telephony.calls import CallRecord, RingingNotice
-from plugins.telephony.sandbox import ZadarmaSender, create_app
-from plugins.telephony.zadarma import (
+from crm_hub_plugins.telephony.calls import CallRecord, RingingNotice
+from crm_hub_plugins.telephony.sandbox import ZadarmaSender, create_app
+from crm_hub_plugins.telephony.zadarma import (
     ZadarmaCallAssembler,
     callback_request,
     send_callback,
     verify_notification,
     zd_echo,
 )
+from hub.core.errors import BadInput, ExternalAPIError
+from hub.testing import serve_asgi
 
 from .conftest import FIXTURES
 

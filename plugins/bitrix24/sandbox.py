@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import queue
+import random
 import re
 import secrets
 import threading
@@ -44,13 +45,16 @@ _TRUE = {"1", "true", "y", "yes"}
 @dataclass
 class Fault:
     """A switched-on failure: ``status`` (a JSON 5xx), ``html`` (an HTML error page), ``drop`` (the connection
-    is cut mid-answer) or ``slow`` (the answer comes ``seconds`` late), for the next ``count`` requests."""
+    is cut mid-answer), ``lost`` (the request is carried out, then the connection is cut before the answer: the
+    caller cannot tell whether it happened) or ``slow`` (the answer comes ``seconds`` late), for the next
+    ``count`` requests; with ``chance`` below 1 each request is hit only with that probability."""
 
     kind: str
     count: int = 1
     status: int = 500
     seconds: float = 1.0
     methods: list[str] | None = None
+    chance: float = 1.0
 
 
 @dataclass
@@ -90,7 +94,8 @@ class Bitrix24Sandbox:
     ``client_secret`` and ``access_token_ttl`` (OAuth), ``application_token`` and ``member_id`` (sent with events),
     ``rate`` and ``burst`` of the leaky bucket (``rate_limit=False`` turns it off), ``clock`` (monotonic, for the
     bucket), ``wallclock`` (dates and token expiry), ``tz_offset_hours``, ``collect_events`` (keep every outbound
-    event in ``events``), ``deliver_events`` (POST them to bound handlers from a background thread) and ``faults``.
+    event in ``events``), ``deliver_events`` (POST them to bound handlers from a background thread), ``faults`` and
+    ``seed`` (which requests a fault with a ``chance`` hits).
     """
 
     def __init__(
@@ -114,6 +119,7 @@ class Bitrix24Sandbox:
         collect_events: bool = True,
         deliver_events: bool = True,
         faults: list[dict[str, Any]] | None = None,
+        seed: int = 0,
     ) -> None:
         self.domain = domain
         self.webhook_user_id = webhook_user_id
@@ -143,6 +149,7 @@ class Bitrix24Sandbox:
             }
         )
         self.lock = threading.RLock()
+        self.rng = random.Random(seed)  # which requests a fault with a ``chance`` hits: the same in every run
         self._outbox: queue.Queue[tuple[str, str]] = queue.Queue()
         self._sender: threading.Thread | None = None
         self._pending = 0
@@ -186,11 +193,15 @@ class Bitrix24Sandbox:
         status: int = 500,
         seconds: float = 1.0,
         methods: list[str] | None = None,
+        chance: float = 1.0,
     ) -> None:
-        if kind not in ("status", "html", "drop", "slow"):
-            raise ValueError(f"unknown fault kind {kind!r}: use status, html, drop or slow")
+        if kind not in ("status", "html", "drop", "lost", "slow"):
+            raise ValueError(f"unknown fault kind {kind!r}: use status, html, drop, lost or slow")
+        if not 0.0 < chance <= 1.0:
+            raise ValueError(f"chance must be above 0 and at most 1, not {chance}")
         with self.lock:
-            self.faults.append(Fault(kind, count, status, seconds, [m.lower() for m in methods] if methods else None))
+            listed = [m.lower() for m in methods] if methods else None
+            self.faults.append(Fault(kind, count, status, seconds, listed, chance))
 
     def block_method(self, method: str, seconds: float) -> None:
         """Switch on the operation time limit for ``method`` (429) for ``seconds``."""
@@ -415,6 +426,8 @@ class Bitrix24Sandbox:
         with self.lock:
             for fault in self.faults:
                 if fault.count > 0 and (fault.methods is None or method in fault.methods):
+                    if fault.chance < 1.0 and self.rng.random() >= fault.chance:
+                        continue
                     fault.count -= 1
                     if fault.count == 0:
                         self.faults.remove(fault)
@@ -594,6 +607,8 @@ def create_app(**options: Any) -> Starlette:
                 return HTMLResponse(page, status_code=fault.status if fault.status >= 500 else 502)
             elif fault.kind == "drop":
                 return _DroppedConnection()
+            elif fault.kind == "lost":
+                pass  # carried out below; only the answer is lost
             else:
                 body = {"error": "INTERNAL_SERVER_ERROR", "error_description": "Internal server error"}
                 return JSONResponse(body, status_code=fault.status)
@@ -620,6 +635,8 @@ def create_app(**options: Any) -> Starlette:
             if problem is not None:
                 return JSONResponse(problem, status_code=401)
         status, body = sandbox.call(method, params)
+        if fault is not None and fault.kind == "lost":
+            return _DroppedConnection()
         return JSONResponse(body, status_code=status)
 
     async def webhook_rest(request: Request) -> Response:

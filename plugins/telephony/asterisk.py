@@ -641,9 +641,9 @@ class AsteriskCallTracker:
         for linkedid in channel.calls:
             call = self._calls.get(linkedid)
             for other in call.channels.values() if call is not None else ():
-                if other is not channel and other.dialed and not other.local and other.peer != channel.peer:
-                    if other.number == channel.number:
-                        return True
+                shared = other.dialed and not other.local and other.number == channel.number
+                if shared and other is not channel and other.peer != channel.peer:
+                    return True
         return False
 
     def _parties(self, call: _Call) -> _Parties:

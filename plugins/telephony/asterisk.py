@@ -630,9 +630,22 @@ class AsteriskCallTracker:
             return channel.peer
         if self._is_trunk(channel):
             return channel.dialed_number or channel.number
-        if self._is_extension(channel.number):
+        if self._is_extension(channel.number) and not self._group_number(channel):
             return channel.number
         return channel.peer
+
+    def _group_number(self, channel: _Channel) -> bool:
+        """A dialled phone shows the number that was dialled (its CallerIDNum): for a ring group that is the
+        group's number, shared by every phone it rang, so it does not name the phone that answered."""
+        if not channel.dialed or channel.number is None:
+            return False
+        for linkedid in channel.calls:
+            call = self._calls.get(linkedid)
+            for other in call.channels.values() if call is not None else ():
+                shared = other.dialed and not other.local and other.number == channel.number
+                if shared and other is not channel and other.peer != channel.peer:
+                    return True
+        return False
 
     def _parties(self, call: _Call) -> _Parties:
         real = sorted((c for c in call.channels.values() if not c.local), key=lambda c: c.order)

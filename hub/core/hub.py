@@ -354,6 +354,7 @@ class Hub:
         results: list[Applied | BadInput] = []
         with self.store.write() as conn:
             unit = Ingest(conn, self.policy, strict=strict)
+            unit.prefetch(observations)
             for obs in observations:
                 try:
                     results.append(unit.apply(obs))

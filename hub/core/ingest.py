@@ -7,11 +7,13 @@ emits nothing, because every write compares normalised values first and timeline
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 import structlog
@@ -44,6 +46,12 @@ from hub.core.record import (
 
 log = structlog.get_logger("hub.ingest")
 
+# A batch names the same numbers and addresses again and again (a call log, a base with one office phone per
+# company): phonenumbers stays the authority, its answer is kept. A refusal raises and is not kept.
+_normalize_phone = lru_cache(maxsize=65536)(normalize_phone)
+_normalize_email = lru_cache(maxsize=65536)(normalize_email)
+_PREFETCH_CHUNK = 500  # values per IN list: well below SQLite's bound parameter limit
+
 ITEM_EVENT = {"interaction": "interaction.added", "deal": "deal.changed", "task": "task.changed"}
 
 # Statements built once: building and cache-keying a statement costs more than running it on SQLite.
@@ -74,6 +82,16 @@ _UPDATE_ITEM = (
         updated_at=bindparam("updated_at"),
         occurred_at=bindparam("occurred_at"),
     )
+)
+# one (system, account, entity) at a time: the unique index leads with them
+_REFS_BY_EXT_ID = select(s.refs.c.ext_id, s.refs.c.target, s.refs.c.target_id).where(
+    s.refs.c.system == bindparam("system"),
+    s.refs.c.account == bindparam("account"),
+    s.refs.c.entity == bindparam("entity"),
+    s.refs.c.ext_id.in_(bindparam("ext_ids", expanding=True)),
+)
+_MERGED_INTO_MANY = select(s.clients.c.id, s.clients.c.merged_into).where(
+    s.clients.c.id.in_(bindparam("ids", expanding=True))
 )
 # the array is taken in its order, which the caller sorted
 _LOCK_KEYS = text(
@@ -210,7 +228,7 @@ class Ingest:
         out: list[str] = []
         for value in raw:
             try:
-                phone = normalize_phone(value, self.policy.region)
+                phone = _normalize_phone(value, self.policy.region)
             except BadInput as exc:
                 if self.strict:
                     raise
@@ -224,7 +242,7 @@ class Ingest:
         out: list[str] = []
         for value in raw:
             try:
-                email = normalize_email(value)
+                email = _normalize_email(value)
             except BadInput as exc:
                 if self.strict:
                     raise
@@ -270,6 +288,81 @@ class Ingest:
         if digests:
             self.conn.execute(_LOCK_KEYS, {"keys": digests})
             self._locked.update(digests)
+
+    # --- batch prefetch: every ref and contact point a batch names, in a few set-based queries -------------
+    def prefetch(self, observations: Sequence[Any]) -> None:
+        """Look up at once every external ref and every phone, e-mail and identity key the batch names.
+
+        The answers fill the unit's caches, which the unit keeps current as it writes (a ref it links, a
+        contact point it adds), so applying the observations one after another asks the database only about
+        what the batch itself has not told it. A value that does not normalise is skipped here; applying its
+        observation refuses it as before.
+        """
+        refs: set[tuple[str, str, str, str]] = set()
+        points: dict[str, set[tuple[str, str]]] = {}
+        for obs in observations:
+            source = getattr(obs, "source", None)
+            if isinstance(source, SourceRef):
+                refs.add((source.system, source.account, source.entity, source.id))
+            for key, kind in self._keys_of(obs):
+                if key.ref is not None:
+                    refs.add((key.ref.system, key.ref.account, key.ref.entity, key.ref.id))
+                points.setdefault(kind, set()).update(self._quiet_points(key.phones, key.emails, {}))
+            if isinstance(obs, ClientObservation):
+                wanted = points.setdefault(obs.client_kind, set())
+                wanted.update(self._quiet_points(obs.phones, obs.emails, obs.identity))
+                if obs.client_kind == "company" and obs.name and (name_key := company_name_key(obs.name)):
+                    wanted.add((COMPANY_NAME, name_key))
+        self._prefetch_refs(refs - self._refs.keys())
+        self._prefetch_live({found[1] for found in self._refs.values() if found is not None and found[0] == "client"})
+        for client_kind, pairs in points.items():
+            missing = sorted((k, v) for k, v in pairs if (k, v, client_kind) not in self._point_cache)
+            for chunk in _chunks(missing):
+                found = point_owners_many(self.conn, chunk, client_kind)
+                for k, v in chunk:
+                    self._point_cache[(k, v, client_kind)] = found.get((k, v), [])
+
+    @staticmethod
+    def _keys_of(obs: Any) -> Iterator[tuple[ClientKey, str]]:
+        if isinstance(obs, ClientObservation):
+            if obs.company is not None:
+                yield obs.company, "company"
+        elif isinstance(obs, InteractionObservation | DealObservation | TaskObservation):
+            yield obs.client, obs.client.kind
+
+    def _quiet_points(self, phones: list[str], emails: list[str], identity: dict[str, str]) -> set[tuple[str, str]]:
+        out: set[tuple[str, str]] = set()
+        for raw in phones:
+            with contextlib.suppress(BadInput):
+                out.add(("phone", _normalize_phone(raw, self.policy.region)))
+        for raw in emails:
+            with contextlib.suppress(BadInput):
+                out.add(("email", _normalize_email(raw)))
+        for key, raw in identity.items():
+            normalise = self.policy.identity_keys.get(key)
+            canonical = normalise(raw) if normalise is not None else None
+            if canonical is not None:
+                out.add((key, canonical))
+        return out
+
+    def _prefetch_refs(self, wanted: set[tuple[str, str, str, str]]) -> None:
+        groups: dict[tuple[str, str, str], list[str]] = {}
+        for system, account, entity, ext_id in wanted:
+            groups.setdefault((system, account, entity), []).append(ext_id)
+        for (system, account, entity), ext_ids in groups.items():
+            for chunk in _chunks(sorted(ext_ids)):
+                params = {"system": system, "account": account, "entity": entity, "ext_ids": chunk}
+                found = {r.ext_id: (r.target, r.target_id) for r in self.conn.execute(_REFS_BY_EXT_ID, params)}
+                for ext_id in chunk:
+                    self._refs[(system, account, entity, ext_id)] = found.get(ext_id)
+
+    def _prefetch_live(self, ids: set[int]) -> None:
+        """Which of these clients stand for themselves (not merged away): one query. A merged one is left to
+        ``_live_id``, which follows its chain."""
+        for chunk in _chunks(sorted(ids - self._live.keys())):
+            for row in self.conn.execute(_MERGED_INTO_MANY, {"ids": chunk}):
+                if row.merged_into is None:
+                    self._live[row.id] = row.id
 
     # --- cached lookups (one observation asks the same questions several times) ---------------------------
     def _find_ref(self, ref: SourceRef) -> tuple[str, int] | None:
@@ -780,6 +873,11 @@ class Ingest:
             if rows:
                 self.conn.execute(statement, rows)
                 rows.clear()
+
+
+def _chunks(values: list[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(values), _PREFETCH_CHUNK):
+        yield values[start : start + _PREFETCH_CHUNK]
 
 
 def apply_observation(conn: Connection, obs: Any, policy: IngestPolicy, *, strict: bool = True) -> Applied:

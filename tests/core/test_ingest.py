@@ -387,3 +387,46 @@ def test_a_timeline_item_is_found_by_its_external_ref(backend):
     assert item is not None and item.id == r.item_id and item.fields["body"] == "Позвонить завтра"
     assert hub.find_item(ref("amocrm", "note", "56", "acme")) is None
     assert hub.get_item(r.item_id).client_id == r.client_id
+
+
+def test_a_batch_finds_what_the_database_holds_and_what_its_own_earlier_observations_made(backend):
+    hub = backend.hub()
+    known = hub.ingest(ClientObservation(source=ref(id="1"), name="Иван", phones=["+79161111111"]))
+    calls = [
+        InteractionObservation(
+            source=ref("asterisk", "call", f"c{i}", ""), channel="call", client=ClientKey(phones=["8 916 111-11-11"])
+        )
+        for i in range(3)
+    ]
+    results = hub.ingest_many(
+        [
+            ClientObservation(source=ref(id="1"), name="Иван", position="CEO"),  # the known ref, in the database
+            *calls,
+            ClientObservation(source=ref(id="2"), name="Пётр", emails=["Petr@x.ru"]),  # new in this batch
+            InteractionObservation(
+                source=ref("mail", "message", "m1", ""), channel="email", client=ClientKey(emails=["petr@X.ru"])
+            ),
+            ClientObservation(source=ref(id="2"), name="Пётр", phones=["+79162222222"]),  # its ref, made just now
+            calls[0],  # the same call again in the same batch: stored once
+        ]
+    )
+    ids = [r.client_id for r in results if not isinstance(r, BadInput)]
+    assert ids[:4] == [known.client_id] * 4
+    assert ids[4] == ids[5] == ids[6] != known.client_id
+    assert results[7].events == []  # type: ignore[union-attr]
+    assert count(hub, s.clients) == 2 and count(hub, s.items) == 4
+    assert hub.get_client(ids[4]).phones == ["+79162222222"] and hub.get_client(ids[4]).emails == ["petr@x.ru"]
+
+
+def test_a_batch_larger_than_one_lookup_resolves_every_observation(backend):
+    hub = backend.hub()
+    first = hub.ingest_many([ClientObservation(source=ref(id=str(i)), phones=[f"+7916{i:07d}"]) for i in range(1200)])
+    calls = [
+        InteractionObservation(
+            source=ref("asterisk", "call", f"c{i}", ""), channel="call", client=ClientKey(phones=[f"8916{i:07d}"])
+        )
+        for i in range(1200)
+    ]
+    second = hub.ingest_many(calls)
+    assert [r.client_id for r in second] == [r.client_id for r in first]  # type: ignore[union-attr]
+    assert count(hub, s.clients) == 1200

@@ -115,6 +115,17 @@ class ConnectorContract:
         return hub
 
     @staticmethod
+    def replicated(contract_hub: Callable[[], Any], row: str, name: str, phone: str) -> Any:
+        """A running hub that has taken in one client from elsewhere and delivered it to every sink."""
+        hub = contract_hub()
+        hub.start("all")
+        hub.ingest(
+            ClientObservation(source=SourceRef(system="contract", entity="row", id=row), name=name, phones=[phone])
+        )
+        assert hub.wait_idle(30)
+        return hub
+
+    @staticmethod
     def sink(hub: Any, name: str) -> Any:
         names = [n for n in hub.sinks if n == name or n.startswith(f"{name}:")]
         assert names, f"the {name} plugin registered no sink named {name!r} or {name + ':…'!r}"
@@ -144,14 +155,7 @@ class ConnectorContract:
     def test_a_client_delivered_twice_is_created_once(
         self, connector: ConnectorAdapter, contract_hub: Any, hub_recorder: Any
     ) -> None:
-        hub = contract_hub()
-        hub.start("all")
-        hub.ingest(
-            ClientObservation(
-                source=SourceRef(system="contract", entity="row", id="1"), name="Олег Контрактов", phones=[PHONES[0]]
-            )
-        )
-        assert hub.wait_idle(30)
+        hub = self.replicated(contract_hub, "1", "Олег Контрактов", PHONES[0])
         event = next(e for e in hub_recorder(hub) if e.type == "client.changed")
         self.sink(hub, connector.name).deliver([event])  # a redelivery after a crash
         assert connector.phones_held().count(PHONES[0]) == 1
@@ -159,14 +163,7 @@ class ConnectorContract:
     def test_the_hubs_own_write_read_back_is_no_echo(
         self, connector: ConnectorAdapter, contract_hub: Any, hub_recorder: Any
     ) -> None:
-        hub = contract_hub()
-        hub.start("all")
-        hub.ingest(
-            ClientObservation(
-                source=SourceRef(system="contract", entity="row", id="2"), name="Ирина Эхова", phones=[PHONES[1]]
-            )
-        )
-        assert hub.wait_idle(30)
+        hub = self.replicated(contract_hub, "2", "Ирина Эхова", PHONES[1])
         assert connector.phones_held().count(PHONES[1]) == 1
         hub.stop(grace=5)
         before = [e for e in hub_recorder(hub) if e.type.startswith("client.")]

@@ -102,20 +102,7 @@ def test_backfill_imports_companies_deals_activities_and_comments(wired: Wired) 
         {"TITLE": "Поставка", "CONTACT_ID": contact, "STAGE_ID": "WON", "OPPORTUNITY": "5000", "CURRENCY_ID": "RUB"},
         emit=False,
     )
-    crm.add(
-        "activity",
-        {
-            "OWNER_TYPE_ID": 3,
-            "OWNER_ID": contact,
-            "TYPE_ID": 2,
-            "DIRECTION": 2,
-            "SUBJECT": "Исходящий звонок",
-            "START_TIME": "2025-03-01T10:00:00+03:00",
-            "END_TIME": "2025-03-01T10:05:00+03:00",
-            "COMMUNICATIONS": [{"VALUE": "+79161112233", "TYPE": "PHONE"}],
-        },
-        emit=False,
-    )
+    crm.add("activity", _call(contact), emit=False)
     crm.add("comment", {"ENTITY_TYPE": "contact", "ENTITY_ID": contact, "COMMENT": "Просила перезвонить"}, emit=False)
     run_cli(wired, "backfill")
     hub = wired.hub()
